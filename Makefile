@@ -1,0 +1,35 @@
+# edgekit developer entry points. Every target creates .venv when it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgekit-installed
+OUT    ?= runs/demo
+
+.PHONY: demo test test-all bench lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edgekit demo --out $(OUT)
+
+# pytest exits 5 when it collects no test: make treats every non-zero exit as failure.
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run_benchmarks.py --out BENCHMARKS.md
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edgekit converters device_bench models tests bench
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,339 @@
+"""Keras -> TFLite conversion modes.
+
+One function, :func:`convert_keras`, turns a tf_keras model into TFLite flatbuffer bytes in one of
+five modes (:class:`Mode`). ``int8`` is the mode edgekit is built around: full-integer weights and
+activations, calibrated on a representative dataset, with int8 (or uint8) inputs and outputs, so the
+model runs on integer-only hardware.
+
+TensorFlow is imported inside :func:`convert_keras` only (through :mod:`edgekit._keras`), so the
+mode/config types can be used without loading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+
+if TYPE_CHECKING:
+    from edgekit._keras import keras
+
+__all__ = ["ConversionConfig", "IOType", "Mode", "convert_keras"]
+
+# Class names of the layers that tfmot's quantize_apply inserts (QAT models).
+_QAT_LAYER_NAMES = frozenset({"QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2"})
+
+
+def _parse_enum(cls: type[enum.Enum], value: Any, what: str) -> Any:
+    """Returns the member of ``cls`` named by ``value`` (a member or its string value)."""
+    if isinstance(value, cls):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else value
+    for member in cls:
+        if member.value == text:
+            return member
+    allowed = ", ".join(m.value for m in cls)
+    raise InputError(f"{what} must be one of {allowed}; got {value!r}")
+
+
+class Mode(str, enum.Enum):
+    """How weights and activations are stored in the converted model."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+
+    @classmethod
+    def parse(cls, value: str | Mode) -> Mode:
+        """Parses a mode name (case-insensitive).
+
+        Args:
+            value: ``"float32"``, ``"float16"``, ``"dynamic"``, ``"int8"``, ``"int16x8"`` or a Mode.
+
+        Returns:
+            The Mode.
+
+        Raises:
+            InputError: Unknown name; the message lists the allowed ones.
+        """
+        return _parse_enum(cls, value, "mode")
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the mode quantizes activations (needs a representative dataset)."""
+        return self in (Mode.INT8, Mode.INT16X8)
+
+
+class IOType(str, enum.Enum):
+    """The dtype of the converted model's input and output tensors."""
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+    FLOAT32 = "float32"
+    INT16 = "int16"
+
+    @classmethod
+    def parse(cls, value: str | IOType) -> IOType:
+        """Parses an I/O type name (case-insensitive).
+
+        Args:
+            value: ``"int8"``, ``"uint8"``, ``"float32"``, ``"int16"`` or an IOType.
+
+        Returns:
+            The IOType.
+
+        Raises:
+            InputError: Unknown name; the message lists the allowed ones.
+        """
+        return _parse_enum(cls, value, "io")
+
+
+# The I/O types each mode accepts; the first one is the default.
+_IO_FOR_MODE: dict[Mode, tuple[IOType, ...]] = {
+    Mode.FLOAT32: (IOType.FLOAT32,),
+    Mode.FLOAT16: (IOType.FLOAT32,),
+    Mode.DYNAMIC: (IOType.FLOAT32,),
+    Mode.INT8: (IOType.INT8, IOType.UINT8, IOType.FLOAT32),
+    Mode.INT16X8: (IOType.FLOAT32, IOType.INT16),
+}
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """What :func:`convert_keras` produces.
+
+    Attributes:
+        mode: The conversion mode.
+        io: Input/output dtype. ``None`` picks the mode's default: int8 for ``int8``, float32
+            otherwise. int8/uint8 I/O need ``int8`` mode; int16 I/O needs ``int16x8`` mode.
+        per_channel: Per-channel weight scales (recommended); ``False`` uses one scale per tensor.
+    """
+
+    mode: Mode = Mode.INT8
+    io: IOType | None = None
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        mode = Mode.parse(self.mode)
+        io = _IO_FOR_MODE[mode][0] if self.io is None else IOType.parse(self.io)
+        if io not in _IO_FOR_MODE[mode]:
+            allowed = ", ".join(t.value for t in _IO_FOR_MODE[mode])
+            hint = {
+                IOType.INT8: "int8/uint8 I/O needs mode int8",
+                IOType.UINT8: "int8/uint8 I/O needs mode int8",
+                IOType.INT16: "int16 I/O needs mode int16x8",
+            }.get(io, "")
+            raise InputError(
+                f"io {io.value!r} is not valid with mode {mode.value!r} ({hint}); "
+                f"mode {mode.value} allows io {allowed}"
+            )
+        if not isinstance(self.per_channel, bool):
+            raise InputError(f"per_channel must be true or false, got {self.per_channel!r}")
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "io", io)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns ``{"mode", "io", "per_channel"}`` with plain string values."""
+        io = self.io.value if self.io is not None else None
+        return {"mode": self.mode.value, "io": io, "per_channel": self.per_channel}
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> ConversionConfig:
+        """Builds a config from :meth:`to_dict`'s output (or a recipe's ``convert:`` section).
+
+        Args:
+            config: Mapping with any of ``mode``, ``io``, ``per_channel``.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            InputError: Unknown keys (the message lists the known ones) or invalid values.
+        """
+        if not isinstance(config, Mapping):
+            raise InputError(f"conversion config must be a mapping, got {type(config).__name__}")
+        known = ("mode", "io", "per_channel")
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise InputError(
+                f"unknown conversion config key(s) {', '.join(map(repr, unknown))}; "
+                f"known keys: {', '.join(known)}"
+            )
+        return cls(
+            mode=config.get("mode", Mode.INT8),
+            io=config.get("io"),
+            per_channel=config.get("per_channel", True),
+        )
+
+
+def _is_qat_model(model: Any) -> bool:
+    """Tells whether ``model`` holds tfmot quantize-apply layers (a QAT model)."""
+    modules = [model, *getattr(model, "submodules", ())]
+    return any(type(m).__name__ in _QAT_LAYER_NAMES for m in modules)
+
+
+def _input_name_and_shape(model: Any) -> tuple[str, tuple[int | None, ...]]:
+    """Returns the name and per-sample shape (no batch dim) of a single-input model."""
+    inputs = list(getattr(model, "inputs", None) or [])
+    if len(inputs) != 1:
+        raise InputError(
+            f"calibration supports single-input models; this model has {len(inputs)} inputs"
+        )
+    names = list(getattr(model, "input_names", None) or [])
+    name = names[0] if names else str(getattr(inputs[0], "name", "input"))
+    shape = tuple(inputs[0].shape)[1:]
+    return name, tuple(None if d is None else int(d) for d in shape)
+
+
+def _check_representative(model: Any, representative: Any) -> np.ndarray:
+    """Validates calibration data against the model input; returns it as float32."""
+    try:
+        data = np.asarray(representative, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"calibration data must be a numeric array: {e}") from e
+    if data.ndim < 1 or len(data) == 0:
+        raise InputError(f"calibration data must hold at least one sample, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise InputError("calibration data contains NaN or infinite values")
+    name, expected = _input_name_and_shape(model)
+    sample = data.shape[1:]
+    fits = len(sample) == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, sample, strict=True)
+    )
+    if not fits:
+        shown = "(" + ", ".join("None" if d is None else str(d) for d in expected)
+        shown += ",)" if len(expected) == 1 else ")"
+        raise InputError(
+            f"calibration data has sample shape {tuple(sample)} but the model input "
+            f"{name!r} expects {shown}"
+        )
+    return data
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(enabled: bool) -> Iterator[None]:
+    """Sends file descriptor 2 (the converter's C++ logging) to a temp file while active."""
+    if not enabled:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _first_line(e: BaseException) -> str:
+    """The most telling line of a converter error (its first 'error:' line, else the first)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln:
+            return ln.split("error:", 1)[1].strip()[:300]
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def convert_keras(
+    model: keras.Model,
+    config: ConversionConfig,
+    representative: np.ndarray | None = None,
+    *,
+    verbose: bool = False,
+) -> bytes:
+    """Converts a tf_keras model to a TFLite flatbuffer.
+
+    ``int8`` mode is full-integer quantization: ``Optimize.DEFAULT``, activation ranges calibrated
+    on ``representative`` (each sample fed with batch size 1, as float32), ops restricted to
+    ``TFLITE_BUILTINS_INT8`` and I/O of ``config.io``. A QAT model (tfmot ``quantize_apply``)
+    converts with its learned ranges; for such a model ``representative`` may be omitted.
+    ``int16x8`` uses 16-bit activations and 8-bit weights; ``float16`` stores float16 weights;
+    ``dynamic`` stores int8 weights with float activations; ``float32`` converts unchanged.
+
+    Args:
+        model: A tf_keras model (plain, QAT, or pruned with the pruning wrappers stripped).
+        config: Mode, I/O type and per-channel choice.
+        representative: Calibration samples, shape ``(N, *input_shape)``; needed by ``int8`` and
+            ``int16x8`` (except ``int8`` for QAT models), ignored by the other modes.
+        verbose: Keep the converter's native logging on stderr (silenced by default).
+
+    Returns:
+        The ``.tflite`` flatbuffer bytes.
+
+    Raises:
+        InputError: Calibration data missing, of the wrong shape or non-finite, or the converter
+            rejected the model (the message has the converter's first error line).
+    """
+    from edgekit._keras import tf
+
+    if not isinstance(config, ConversionConfig):
+        raise InputError(f"config must be a ConversionConfig, got {type(config).__name__}")
+    mode, qat = config.mode, _is_qat_model(model)
+    data: np.ndarray | None = None
+    if mode.needs_calibration:
+        if representative is None and not (mode is Mode.INT8 and qat):
+            raise InputError(
+                f"mode {mode.value} needs calibration data (a representative dataset of model "
+                "inputs); pass representative samples, e.g. from select_calibration()"
+            )
+        if representative is not None:
+            data = _check_representative(model, representative)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    io_dtype = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32,
+                IOType.INT16: tf.int16}[config.io]  # type: ignore[index]
+    if mode is not Mode.FLOAT32:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode is Mode.FLOAT16:
+        converter.target_spec.supported_types = [tf.float16]
+    if mode.needs_calibration:
+        if data is not None:
+            samples = data
+
+            def gen() -> Iterator[list[np.ndarray]]:
+                for sample in samples:
+                    yield [sample[None, ...]]
+
+            converter.representative_dataset = gen
+        ops = (
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            if mode is Mode.INT8
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        )
+        # A QAT model without calibration data must not name TFLITE_BUILTINS_INT8: the converter's
+        # up-front check then demands a representative dataset although the fake-quant ranges make
+        # it unnecessary (tensorflow/tensorflow#38285). The result is full-integer all the same.
+        if data is not None or mode is not Mode.INT8:
+            converter.target_spec.supported_ops = [ops]
+        converter.inference_input_type = io_dtype
+        converter.inference_output_type = io_dtype
+    if not config.per_channel:
+        converter._experimental_disable_per_channel = True
+
+    try:
+        with warnings.catch_warnings(), _quiet_native_stderr(not verbose):
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow")
+            result = converter.convert()
+    except Exception as e:  # ConverterError, ValueError, RuntimeError from the MLIR converter
+        raise InputError(
+            f"the model could not be converted in mode {mode.value} (io {config.io.value}): "  # type: ignore[union-attr]
+            f"{_first_line(e)}"
+        ) from e
+    return bytes(result)

@@ -1,0 +1,130 @@
+"""The local target: benchmark on this machine, in a fresh Python process.
+
+The host process may have TensorFlow loaded (hundreds of MB, many threads); a child process that
+only imports numpy and the interpreter gives the figures a device would, peak RSS included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from device_bench.errors import BenchInputError, TargetError
+from device_bench.runner import BenchOptions
+
+__all__ = ["LocalTarget"]
+
+_ERROR_PREFIX = "device_bench: error: "
+_WARNING_PREFIX = "device_bench: warning: "
+# The folder that holds the device_bench package, so the child imports this very copy.
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class LocalTarget:
+    """Benchmarks in a child ``python -m device_bench`` process on this machine.
+
+    Args:
+        timeout_s: Seconds the child may run before it is killed (TargetError).
+        python: The interpreter to run; None is this one (``sys.executable``).
+
+    Raises:
+        BenchInputError: ``timeout_s`` is not a positive number.
+    """
+
+    kind = "local"
+
+    def __init__(self, timeout_s: float = 600.0, python: str | None = None) -> None:
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+            raise BenchInputError(f"timeout_s must be a number > 0, got {timeout_s!r}")
+        self.timeout_s = float(timeout_s)
+        self.python = python or sys.executable
+
+    def command(self, model_path: str, options: BenchOptions, json_out: str) -> list[str]:
+        """The child's argument list (never a shell string).
+
+        Args:
+            model_path: The ``.tflite`` file.
+            options: How to measure.
+            json_out: Where the child writes its JSON result.
+
+        Returns:
+            The argument list for ``subprocess.run``.
+        """
+        return [
+            self.python, "-m", "device_bench",
+            "--json", json_out,
+            "--target-kind", self.kind,
+            *options.to_argv(),
+            "--", os.fspath(model_path),
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        paths = [_PACKAGE_PARENT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+    def bench(self, model_path: str, options: BenchOptions) -> dict[str, Any]:
+        """Benchmarks a model in a fresh local process.
+
+        Args:
+            model_path: The ``.tflite`` file.
+            options: How to measure.
+
+        Returns:
+            The child's ``edgekit.bench/1`` result dict (``target.kind == "local"``).
+
+        Raises:
+            BenchInputError: The child rejected its input (exit 2); the message is the child's.
+            TargetError: The child failed, timed out, or wrote no valid JSON.
+        """
+        if not isinstance(options, BenchOptions):
+            raise BenchInputError(f"options must be BenchOptions, got {type(options).__name__}")
+        with tempfile.TemporaryDirectory(prefix="device_bench-") as tmp:
+            out = os.path.join(tmp, "result.json")
+            try:
+                proc = subprocess.run(
+                    self.command(model_path, options, out),
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout_s,
+                    env=self._env(),
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as e:
+                raise TargetError(
+                    f"local benchmark of {model_path!r} timed out after {self.timeout_s:g} s"
+                ) from e
+            except OSError as e:
+                raise TargetError(f"cannot start {self.python!r}: {e.strerror or e}") from e
+            for line in proc.stderr.splitlines():
+                if line.startswith(_WARNING_PREFIX):
+                    print(line, file=sys.stderr)
+            last = _last_line(proc.stderr)
+            if proc.returncode == 2:
+                raise BenchInputError(last.removeprefix(_ERROR_PREFIX) or "bad input (exit 2)")
+            if proc.returncode != 0:
+                raise TargetError(
+                    f"local benchmark of {model_path!r} failed (exit {proc.returncode}): "
+                    f"{last.removeprefix(_ERROR_PREFIX) or 'no message'}"
+                )
+            try:
+                with open(out, encoding="utf-8") as f:
+                    result = json.load(f)
+            except (OSError, ValueError) as e:
+                raise TargetError(
+                    f"local benchmark of {model_path!r} wrote no valid JSON result: {e}"
+                ) from e
+        if not isinstance(result, dict):
+            raise TargetError(f"local benchmark of {model_path!r} wrote JSON that is not an object")
+        return result

@@ -1,0 +1,123 @@
+"""The one place that chooses the Keras implementation.
+
+tfmot 0.8 works only with Keras 2, which TensorFlow 2.16+ ships as the separate ``tf_keras``
+package. ``TF_USE_LEGACY_KERAS=1`` must be in the environment *before* TensorFlow is imported, so
+every edgekit module that needs TensorFlow, Keras or tfmot imports them from here.
+
+Keras 3 files (the default format of TensorFlow 2.16+) are detected on load; bridging them to
+tf_keras is handled by :func:`load_model`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf
+import tf_keras as keras
+
+from edgekit.errors import InputError
+
+__all__ = ["InputError", "keras", "load_model", "save_model", "tf", "tfmot"]
+
+
+def tfmot() -> Any:
+    """Imports tensorflow_model_optimization after the Keras choice is fixed.
+
+    Returns:
+        The ``tensorflow_model_optimization`` module.
+    """
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
+def _custom_scope() -> Any:
+    """Scope that knows tfmot's QAT / pruning wrapper classes, so such models load."""
+    mot = tfmot()
+    return mot.quantization.keras.quantize_scope()
+
+
+def _is_keras3_archive(path: Path) -> bool:
+    """Tells whether a ``.keras`` zip was written by Keras 3 (tf_keras cannot read those)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = archive.read("metadata.json").decode("utf-8")
+    except (KeyError, zipfile.BadZipFile, OSError):
+        return False
+    import json
+
+    try:
+        version = str(json.loads(meta).get("keras_version", ""))
+    except ValueError:
+        return False
+    return version.startswith("3")
+
+
+def load_model(path: str | os.PathLike[str]) -> keras.Model:
+    """Loads a Keras 2 model from ``.keras``, ``.h5`` or a SavedModel folder.
+
+    Args:
+        path: The model file or SavedModel directory.
+
+    Returns:
+        The tf_keras model (not compiled for training; callers compile as they need).
+
+    Raises:
+        InputError: The path is missing, is not a Keras model, or is a Keras 3 file that cannot be
+            bridged.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"model {str(p)!r} does not exist; expected a .keras, .h5 or SavedModel")
+    if p.is_file() and p.suffix not in {".keras", ".h5", ".hdf5"}:
+        raise InputError(
+            f"model {str(p)!r} has suffix {p.suffix!r}; expected .keras, .h5 or a SavedModel folder"
+        )
+    if p.is_dir() and not (p / "saved_model.pb").exists():
+        raise InputError(f"model folder {str(p)!r} has no saved_model.pb; expected a SavedModel")
+    if p.suffix == ".keras" and _is_keras3_archive(p):
+        raise InputError(
+            f"model {str(p)!r} was saved by Keras 3; re-save it with tf_keras "
+            "(Keras 3 bridging is not supported in this version)"
+        )
+    try:
+        with _custom_scope():
+            return keras.models.load_model(p, compile=False)
+    except Exception as e:  # tf_keras raises many types (OSError, ValueError, h5py errors ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"model {str(p)!r} could not be loaded as a Keras model: {first}") from e
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """Saves a model atomically (temp file in the same folder, then rename).
+
+    Args:
+        model: The tf_keras model.
+        path: Destination ``.keras`` or ``.h5`` file.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        InputError: The destination suffix is not ``.keras``/``.h5`` or the folder is unwritable.
+    """
+    from device_bench.atomicio import atomic_target
+
+    dest = Path(path)
+    if dest.suffix not in {".keras", ".h5"}:
+        raise InputError(f"output {str(dest)!r} must end in .keras or .h5, got {dest.suffix!r}")
+    with atomic_target(dest) as tmp, warnings.catch_warnings():
+        # .h5 is chosen on purpose for QAT models (see edgekit.compress.qat).
+        warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
+        if dest.suffix == ".h5":
+            model.save(tmp, include_optimizer=False)
+        else:
+            model.save(tmp)
+    return dest

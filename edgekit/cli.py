@@ -1,0 +1,262 @@
+"""The ``edgekit`` command line (python-fire): one method per command.
+
+Exit codes: 0 ok; 1 a budget or check failed; 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import fire
+
+from edgekit.errors import INPUT_ERRORS, CheckFailed, InputError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _summary(report: dict[str, Any], out: Path) -> str:
+    final = report["final"]
+    lines = [
+        f"final model   {out / final['artefact']}",
+        f"accuracy      {100 * final['accuracy']:.2f} % int  vs  "
+        f"{100 * final['float_accuracy']:.2f} % float  "
+        f"(drop {final['accuracy_drop_points']:.2f} points)",
+        f"size          {final['bytes']} bytes, {final['gzip_bytes']} gzipped",
+        f"full integer  {'yes' if final['full_integer'] else 'NO'}",
+    ]
+    for b in report["budgets"]:
+        lines.append(f"budget        {b['name']} <= {b['limit']} {b['unit']}: {b['value']} "
+                     f"{'ok' if b['passed'] else 'FAILED'}")
+    lines.append(f"report        {out / 'report.md'}")
+    return "\n".join(lines)
+
+
+def _finish_run(report: dict[str, Any], out: Path) -> None:
+    _print(_summary(report, out))
+    if not report["passed"]:
+        failed = [b["name"] for b in report["budgets"] if not b["passed"]]
+        raise CheckFailed(f"budget(s) failed: {', '.join(failed)} (see {out / 'report.md'})")
+
+
+class EdgekitCLI:
+    """edgekit: Keras model -> small, fast, full-integer TFLite, verified and benchmarked."""
+
+    def demo(self, out: str = "runs/demo") -> None:
+        """Runs the whole pipeline on the embedded default (demo CNN on scikit-learn's digits).
+
+        Train -> prune 80 % -> PQAT -> full int8 -> verify -> bench local -> report.
+
+        Args:
+            out: The run folder.
+        """
+        from edgekit.pipeline import run_pipeline
+        from edgekit.recipe import Recipe
+
+        report = run_pipeline(Recipe.demo(), out)
+        _finish_run(report, Path(out))
+
+    def run(self, recipe: str, out: str = "runs/run") -> None:
+        """Runs the pipeline a recipe file describes.
+
+        Args:
+            recipe: A .yaml / .json recipe.
+            out: The run folder.
+        """
+        from edgekit.pipeline import run_pipeline
+        from edgekit.recipe import Recipe
+
+        report = run_pipeline(Recipe.load(recipe), out)
+        _finish_run(report, Path(out))
+
+    def compress(self, model: str, data: str = "digits", out: str = "",
+                 prune: float | None = None, qat: bool = False, epochs: int | None = None) -> None:
+        """Prunes and/or quantization-aware-trains a Keras model.
+
+        Args:
+            model: A .keras / .h5 / SavedModel path.
+            data: "digits", an .npz with x and y, or an image folder.
+            out: Output model path (.keras; .h5 when --qat: tf_keras reloads QAT models only
+                from .h5).
+            prune: Final sparsity in [0, 1) (PolynomialDecay schedule); omit to skip pruning.
+            qat: Quantization-aware training (prune-preserving when the model is sparse).
+            epochs: Fine-tuning epochs of each stage (default: each stage's own).
+        """
+        from edgekit._keras import load_model, save_model
+        from edgekit.compress import QAT, Prune
+        from edgekit.data import load_data
+        from edgekit.pipeline import model_input_shape
+        from edgekit.training import accuracy
+
+        if not out:
+            raise InputError("--out is required: the path of the compressed model")
+        if prune is None and not qat:
+            raise InputError("nothing to do: give --prune SPARSITY and/or --qat")
+        out_path = Path(out)
+        if qat and out_path.suffix != ".h5":
+            raise InputError(
+                f"--out {out!r}: a QAT model must be saved as .h5 (tf_keras cannot reload QAT "
+                "models from .keras)"
+            )
+        if not qat and out_path.suffix not in (".keras", ".h5"):
+            raise InputError(f"--out {out!r} must end in .keras or .h5")
+        m = load_model(model)
+        ds = load_data(data, input_shape=model_input_shape(m))
+        extra = {} if epochs is None else {"epochs": int(epochs)}
+        stages: list[Any] = []
+        if prune is not None:
+            stages.append(Prune(final_sparsity=float(prune), **extra))
+        if qat:
+            stages.append(QAT(**extra))
+        _print(f"float accuracy {100 * accuracy(m, ds.x_test, ds.y_test):.2f} %")
+        for stage in stages:
+            m = stage.apply(m, ds).model
+            _print(f"{stage.class_name}: held-out accuracy "
+                   f"{100 * accuracy(m, ds.x_test, ds.y_test):.2f} %")
+        save_model(m, out_path)
+        _print(f"wrote {out_path}")
+
+    def convert(self, model: str, data: str = "digits", out: str = "", mode: str = "int8",
+                io: str | None = None, samples: int = 200, seed: int = 0,
+                per_channel: bool = True) -> None:
+        """Converts a Keras model to TFLite and verifies it on the held-out split.
+
+        Args:
+            model: A .keras / .h5 / SavedModel path.
+            data: Calibration and verification data ("digits", .npz, image folder).
+            out: Output .tflite path.
+            mode: int8 | int16x8 | float16 | dynamic | float32.
+            io: Input/output type: int8 | uint8 | float32 (int8 mode; default int8).
+            samples: Calibration samples drawn from the training split.
+            seed: Seed of the calibration draw (indices saved beside the model).
+            per_channel: Per-channel weight quantization.
+        """
+        from device_bench.atomicio import write_bytes
+        from edgekit._keras import load_model
+        from edgekit.converters import (
+            ConversionConfig,
+            IOType,
+            Mode,
+            convert_keras,
+            save_calibration_record,
+            select_calibration,
+            verify_tflite,
+        )
+        from edgekit.data import load_data
+        from edgekit.pipeline import model_input_shape
+
+        if not out or not out.endswith(".tflite"):
+            raise InputError(f"--out must be a path ending in .tflite, got {out!r}")
+        config = ConversionConfig(mode=Mode.parse(mode),
+                                  io=IOType.parse(io) if io else None, per_channel=per_channel)
+        m = load_model(model)
+        ds = load_data(data, input_shape=model_input_shape(m))
+        rep = None
+        if config.mode in (Mode.INT8, Mode.INT16X8):
+            rep, idx = select_calibration(ds.x_train, num_samples=samples, seed=seed)
+            record = save_calibration_record(
+                Path(out).with_suffix(".calibration.json"), indices=ds.train_indices[idx],
+                seed=seed, num_samples=len(idx), source=f"{ds.name} training split")
+            _print(f"calibration: {len(idx)} samples, seed {seed} -> {record}")
+        write_bytes(out, convert_keras(m, config, representative=rep))
+        v = verify_tflite(out, ds.x_test, ds.y_test, reference=m)
+        _print(f"wrote {out}")
+        _print(json.dumps(v.to_dict(), indent=2))
+
+    def inspect(self, model: str, require_int8: bool = False, json_out: str | None = None
+                ) -> None:
+        """Lists ops, tensor dtypes, I/O quantization, size raw/gzip, weight sparsity.
+
+        Args:
+            model: A .tflite file.
+            require_int8: Exit 1 when any float op or float input/output remains.
+            json_out: Also write the inspection as JSON to this path.
+        """
+        from device_bench.atomicio import write_json
+        from edgekit.converters import format_inspection, inspect_tflite, weight_sparsity
+
+        result = inspect_tflite(model)
+        sparsity = weight_sparsity(model)
+        _print(format_inspection(result, sparsity))
+        if json_out:
+            write_json(json_out, {**result.to_dict(), "weight_sparsity": sparsity})
+        if require_int8 and not result.full_integer:
+            ops = sorted({o["op"] for o in result.float_ops})
+            raise CheckFailed(
+                f"{model} is not full-integer: float ops {ops or 'none'}, "
+                f"float inputs/outputs {list(result.float_io) or 'none'}"
+            )
+
+    def bench(self, model: str, target: str = "local", threads: int | None = None,
+              warmup: int = 20, runs: int = 200, min_seconds: float = 1.0, windows: int = 5,
+              energy: str = "none", json: str | None = None) -> None:
+        """Benchmarks a .tflite on a target (latency, memory).
+
+        Args:
+            model: The .tflite file.
+            target: local (ssh/adb/qemu targets arrive later).
+            threads: Interpreter threads.
+            warmup: Warm-up runs.
+            runs: Timed runs (at least).
+            min_seconds: Minimum timed seconds.
+            windows: Measurement windows (CV over their medians).
+            energy: none (energy sources arrive later).
+            json: Write the edgekit.bench/1 JSON to this path.
+        """
+        from device_bench.atomicio import write_json
+        from device_bench.runner import BenchOptions
+        from device_bench.targets import get_target
+
+        if energy not in ("none", "auto"):
+            raise InputError(f"--energy must be none or auto in this version, got {energy!r}")
+        if not Path(model).is_file():
+            raise InputError(f"model {model!r} does not exist; expected a .tflite file")
+        options = BenchOptions(threads=threads, warmup=warmup, runs=runs,
+                               min_seconds=min_seconds, windows=windows)
+        result = get_target(target).bench(model, options)
+        lat = result["latency_ms"]
+        _print(f"{model} on {target}: p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  "
+               f"p99 {lat['p99']:.3f} ms  mean {lat['mean']:.3f} ± {lat['std']:.3f} ms  "
+               f"cv {lat['cv']}  init {lat['init']:.2f} ms  first {lat['first']:.3f} ms  "
+               f"peak RSS {result['memory']['peak_rss_mb']} MB  ({result['runs']} runs)")
+        if json:
+            write_json(json, result)
+
+    def models(self) -> None:
+        """Lists the reference models that recipes and `run` can name."""
+        from edgekit.models import available_models
+
+        _print("\n".join(available_models()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point.
+
+    Args:
+        argv: Arguments (default: sys.argv[1:]).
+
+    Returns:
+        The exit code (also raised as SystemExit by the console script wrapper).
+    """
+    try:
+        fire.Fire(EdgekitCLI, command=argv if argv is not None else sys.argv[1:],
+                  name="edgekit")
+    except INPUT_ERRORS as e:
+        print(f"edgekit: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CheckFailed as e:
+        print(f"edgekit: check failed: {e}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except fire.core.FireExit as e:
+        return int(e.code or 0)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""What every compression stage shares: the result type and ``{class_name, config}`` serialization.
+
+A stage is a frozen dataclass whose fields are its config; ``apply(model, data)`` returns a
+:class:`StageResult`. Recipes name stages as ``{"class_name": "Prune", "config": {...}}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from edgekit._keras import keras
+from edgekit.data import Dataset
+from edgekit.training import checked_kwargs
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a compression stage hands on.
+
+    Attributes:
+        model: The compressed tf_keras model (wrappers stripped where the stage allows).
+        details: JSON-ready facts for the report (layers touched/left and why, sparsity, history).
+        artefact_suffix: File format the pipeline must save this model in (QAT models only
+            round-trip through ``.h5`` in tf_keras).
+    """
+
+    model: keras.Model
+    details: dict[str, Any] = field(default_factory=dict)
+    artefact_suffix: str = ".keras"
+
+
+class Stage(Protocol):
+    """A compression stage (plug-in interface)."""
+
+    class_name: ClassVar[str]
+
+    def apply(self, model: keras.Model, data: Dataset) -> StageResult:
+        """Compresses ``model`` using the training split of ``data``."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns ``{"class_name": ..., "config": {...}}``."""
+        ...
+
+
+class SerializableStage:
+    """Mixin giving frozen-dataclass stages ``to_dict``/``from_dict``/``get_config``."""
+
+    class_name: ClassVar[str] = ""
+
+    def get_config(self) -> dict[str, Any]:
+        """Returns the stage's config (its dataclass fields)."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns ``{"class_name": ..., "config": {...}}``."""
+        return {"class_name": self.class_name, "config": self.get_config()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> Any:
+        """Builds the stage from its config, rejecting unknown keys.
+
+        Raises:
+            InputError: Unknown keys (all known ones are listed) or invalid values.
+        """
+        return cls(**checked_kwargs(cls, config, f"{cls.class_name} config"))
+
+
+PRUNABLE_KERNELS = ("kernel", "depthwise_kernel")
+
+
+def kernel_of(layer: keras.layers.Layer) -> np.ndarray | None:
+    """Returns the main kernel of a Conv/Dense-like layer (unwrapping tfmot wrappers), or None."""
+    # By variable name: QAT wrappers swap the layer's kernel attribute for a fake-quant tensor.
+    for w in layer.weights:
+        if w.name.split("/")[-1].split(":")[0] in PRUNABLE_KERNELS:
+            return np.asarray(w.numpy())
+    return None
+
+
+def kernel_sparsity(model: keras.Model) -> dict[str, float]:
+    """Share of exactly-zero weights in every Conv/Dense kernel of ``model``.
+
+    Args:
+        model: A tf_keras model (plain, pruned-wrapped or QAT-wrapped).
+
+    Returns:
+        ``{layer_name: zero_fraction}`` for each layer that has a kernel.
+    """
+    out: dict[str, float] = {}
+    for layer in model.layers:
+        k = kernel_of(layer)
+        if k is not None and k.size:
+            name = getattr(getattr(layer, "layer", layer), "name", layer.name)
+            out[name] = round(float(np.mean(k == 0.0)), 6)
+    return out

@@ -1,0 +1,316 @@
+"""The whole job: model + data -> compress -> convert -> verify -> bench -> report.
+
+Stages hand each other files in the run folder (``.keras``/``.h5``, ``.tflite``, JSON), and every
+file is written atomically, so a failed run never leaves a half-written artefact::
+
+    OUT/recipe.yaml                    resolved recipe
+    OUT/float.keras                    trained (or loaded) float model
+    OUT/<stage>.keras|.h5              one per compression stage (QAT models are .h5)
+    OUT/float32.tflite                 float baseline (convert.float32_baseline)
+    OUT/model_<mode>.tflite            the deliverable
+    OUT/model_<mode>.calibration.json  calibration sample indices and seed
+    OUT/bench/<model>.<target>.json    edgekit.bench/1 results
+    OUT/report.json, OUT/report.md     edgekit.report/1
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device_bench.atomicio import write_bytes, write_json, write_text
+from edgekit._keras import keras, load_model, save_model
+from edgekit.compress import kernel_sparsity
+from edgekit.data import Dataset, load_data
+from edgekit.errors import InputError
+from edgekit.recipe import Recipe
+from edgekit.training import accuracy, fit
+
+Log = Callable[[str], None]
+
+
+def _stderr_log(msg: str) -> None:
+    print(f"edgekit: {msg}", file=sys.stderr, flush=True)
+
+
+def prepare_out_dir(out: str | os.PathLike[str]) -> Path:
+    """Creates the run folder and checks that it is writable.
+
+    Args:
+        out: The folder.
+
+    Returns:
+        It as a Path.
+
+    Raises:
+        InputError: It cannot be created or written.
+    """
+    p = Path(out)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output folder {str(p)!r} cannot be created: {e.strerror or e}") from e
+    if not p.is_dir() or not os.access(p, os.W_OK):
+        raise InputError(f"output folder {str(p)!r} is not a writable folder")
+    return p
+
+
+def file_sizes(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Raw and gzip (level 9) size of a file or a folder's files.
+
+    Args:
+        path: File or folder.
+
+    Returns:
+        ``{"bytes": ..., "gzip_bytes": ...}``.
+    """
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    data = b"".join(f.read_bytes() for f in files)
+    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0))}
+
+
+def overall_sparsity(model: keras.Model) -> float | None:
+    """Share of zeros over all Conv/Dense kernels together (parameter-weighted)."""
+    zeros = total = 0
+    from edgekit.compress.base import kernel_of
+
+    for layer in model.layers:
+        k = kernel_of(layer)
+        if k is not None:
+            zeros += int(np.sum(k == 0.0))
+            total += k.size
+    return round(zeros / total, 6) if total else None
+
+
+def model_input_shape(model: keras.Model) -> tuple[int | None, ...]:
+    """Sample shape of a single-input model (no batch dim).
+
+    Raises:
+        InputError: The model has several inputs.
+    """
+    shape = model.input_shape
+    if isinstance(shape, list):
+        if len(shape) != 1:
+            raise InputError(
+                f"model {model.name!r} has {len(shape)} inputs; the pipeline handles one input"
+            )
+        shape = shape[0]
+    return tuple(shape[1:])
+
+
+def _check_classes(model: keras.Model, data: Dataset) -> None:
+    out = model.output_shape
+    n = out[-1] if isinstance(out, tuple) else None
+    if n is not None and n < data.num_classes:
+        raise InputError(
+            f"model {model.name!r} has {n} outputs but data {data.name!r} has "
+            f"{data.num_classes} classes"
+        )
+
+
+class Pipeline:
+    """Runs a :class:`Recipe` into a run folder and returns the report.
+
+    Args:
+        recipe: What to run.
+        out: The run folder.
+        log: Progress sink (stderr by default).
+    """
+
+    def __init__(self, recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None):
+        self.recipe = recipe
+        self.out = prepare_out_dir(out)
+        self.log = log or _stderr_log
+        self.entries: list[dict[str, Any]] = []
+
+    # -- stages ---------------------------------------------------------------------------
+    def _float_model(self) -> tuple[keras.Model, Dataset, dict[str, Any]]:
+        from edgekit.models.registry import build_model, is_model_name
+
+        r = self.recipe
+        t0 = time.perf_counter()
+        keras.utils.set_random_seed(r.seed)
+        if is_model_name(r.model):
+            data = load_data(r.data)
+            model = build_model(r.model, input_shape=data.sample_shape,
+                                num_classes=data.num_classes)
+            self.log(f"train {r.model} on {data.name} ({r.train.epochs} epochs, "
+                     f"{len(data.x_train)} samples)")
+            history = fit(
+                model, data.x_train, data.y_train, epochs=r.train.epochs,
+                learning_rate=r.train.learning_rate, batch_size=r.train.batch_size,
+                augment_shift=r.train.augment_shift, seed=r.train.seed, desc="train",
+            )
+            details: dict[str, Any] = {"source": "trained", "model": r.model,
+                                       "train": r.train.to_dict(), "history": history}
+        else:
+            model = load_model(r.model)
+            data = load_data(r.data, input_shape=model_input_shape(model))
+            details = {"source": "loaded", "model": str(r.model)}
+        _check_classes(model, data)
+        path = save_model(model, self.out / "float.keras")
+        self._add_keras_entry("float", "float", path, model, data, details, t0)
+        return model, data, details
+
+    def _add_keras_entry(
+        self, name: str, kind: str, path: Path, model: keras.Model, data: Dataset,
+        details: dict[str, Any], t0: float,
+    ) -> dict[str, Any]:
+        acc = accuracy(model, data.x_test, data.y_test)
+        entry = {
+            "name": name,
+            "kind": kind,
+            "artefact": path.name,
+            "accuracy": round(acc, 6),
+            **file_sizes(path),
+            "params": int(model.count_params()),
+            "sparsity": overall_sparsity(model),
+            "layer_sparsity": kernel_sparsity(model),
+            "details": details,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        self.entries.append(entry)
+        self.log(f"{name}: held-out accuracy {acc:.2%}, sparsity {entry['sparsity']}")
+        return entry
+
+    def _compress(self, model: keras.Model, data: Dataset) -> keras.Model:
+        seen: dict[str, int] = {}
+        for stage in self.recipe.stages:
+            t0 = time.perf_counter()
+            base = stage.class_name.lower()
+            seen[base] = seen.get(base, 0) + 1
+            name = base if seen[base] == 1 else f"{base}{seen[base]}"
+            self.log(f"stage {name}: {stage.to_dict()['config']}")
+            result = stage.apply(model, data)
+            path = save_model(result.model, self.out / f"{name}{result.artefact_suffix}")
+            # Stages hand on files: reload what was saved so the next stage starts from it.
+            model = load_model(path)
+            details = {"config": stage.to_dict(), **result.details}
+            self._add_keras_entry(name, stage.class_name, path, model, data, details, t0)
+        return model
+
+    def _convert(self, model: keras.Model, data: Dataset, name: str, config: Any,
+                 source: str) -> tuple[Path, dict[str, Any]]:
+        from edgekit.converters import (
+            convert_keras,
+            inspect_tflite,
+            save_calibration_record,
+            select_calibration,
+            verify_tflite,
+            weight_sparsity,
+        )
+
+        t0 = time.perf_counter()
+        spec = self.recipe.convert
+        path = self.out / f"{name}.tflite"
+        calibration: dict[str, Any] | None = None
+        representative = None
+        if config.mode.value in ("int8", "int16x8"):
+            representative, indices = select_calibration(
+                data.x_train, num_samples=spec.calibration_samples, seed=spec.calibration_seed)
+            record = save_calibration_record(
+                self.out / f"{name}.calibration.json", indices=data.train_indices[indices],
+                seed=spec.calibration_seed, num_samples=len(indices),
+                source=f"{data.name} training split (indices into the source)")
+            calibration = {"record": record.name, "samples": len(indices),
+                           "seed": spec.calibration_seed}
+        self.log(f"convert {source} -> {path.name} ({config.mode.value})")
+        write_bytes(path, convert_keras(model, config, representative=representative))
+        self.log(f"verify {path.name} on {len(data.x_test)} held-out samples")
+        verification = verify_tflite(path, data.x_test, data.y_test, reference=model)
+        inspection = inspect_tflite(path)
+        entry = {
+            "name": name,
+            "kind": "tflite",
+            "artefact": path.name,
+            "source": source,
+            "conversion": config.to_dict(),
+            "accuracy": verification.accuracy,
+            "bytes": inspection.bytes,
+            "gzip_bytes": inspection.gzip_bytes,
+            "calibration": calibration,
+            "verification": verification.to_dict(),
+            "inspection": inspection.to_dict(),
+            "weight_sparsity": weight_sparsity(path),
+            "bench": {},
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        self.entries.append(entry)
+        self.log(f"{name}: held-out accuracy {verification.accuracy:.2%}, "
+                 f"top-1 agreement with Keras {verification.top1_agreement:.2%}, "
+                 f"{inspection.bytes} bytes")
+        return path, entry
+
+    def _bench(self, path: Path, entry: dict[str, Any]) -> None:
+        from device_bench.targets import get_target
+
+        spec = self.recipe.bench
+        options = spec.options()
+        for target_spec in spec.targets:
+            target = get_target(target_spec)
+            self.log(f"bench {path.name} on {target_spec} ({options.runs} runs)")
+            result = target.bench(str(path), options)
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target_spec)
+            write_json(self.out / "bench" / f"{path.stem}.{safe}.json", result)
+            entry["bench"][target_spec] = result
+            lat = result["latency_ms"]
+            self.log(f"{path.name} on {target_spec}: p50 {lat['p50']:.3f} ms, "
+                     f"p90 {lat['p90']:.3f} ms, cv {lat['cv']}")
+
+    # -- run --------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Runs every stage and writes report.json and report.md.
+
+        Returns:
+            The report (``edgekit.report/1``).
+
+        Raises:
+            InputError: Bad model, data or recipe values.
+        """
+        from edgekit.converters import ConversionConfig, Mode
+        from edgekit.report import build_report, render_markdown
+
+        t0 = time.perf_counter()
+        r = self.recipe
+        write_text(self.out / "recipe.yaml", r.to_yaml())
+        float_model, data, _ = self._float_model()
+        final_model = self._compress(float_model, data)
+        config = r.convert.conversion_config()
+        if r.convert.float32_baseline and config.mode != Mode.FLOAT32:
+            path, entry = self._convert(float_model, data, "float32",
+                                        ConversionConfig(mode=Mode.FLOAT32), "float")
+            self._bench(path, entry)
+        source = self.entries[-1]["name"] if r.stages else "float"
+        path, entry = self._convert(final_model, data, f"model_{config.mode.value}", config,
+                                    source)
+        entry["final"] = True
+        self._bench(path, entry)
+        report = build_report(r, data, self.entries, seconds=time.perf_counter() - t0)
+        write_json(self.out / "report.json", report)
+        write_text(self.out / "report.md", render_markdown(report))
+        self.log(f"report: {self.out / 'report.md'}")
+        return report
+
+
+def run_pipeline(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None
+                 ) -> dict[str, Any]:
+    """Runs ``recipe`` into ``out`` (see :class:`Pipeline`).
+
+    Args:
+        recipe: What to run.
+        out: The run folder.
+        log: Progress sink (stderr by default).
+
+    Returns:
+        The report dict.
+    """
+    return Pipeline(recipe, out, log=log).run()

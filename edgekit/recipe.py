@@ -1,0 +1,281 @@
+"""Recipes: the whole pipeline as one YAML/JSON file (``edgekit run RECIPE.yaml``).
+
+::
+
+    model: demo_cnn            # a models/ name, or a path to .keras / .h5 / SavedModel
+    data: digits               # "digits", an .npz with x and y, or an image folder
+    train: {epochs: 30}        # only when the model is a models/ name (untrained)
+    stages:                    # applied in order; each {class_name, config}
+      - {class_name: Prune, config: {final_sparsity: 0.8, schedule: PolynomialDecay}}
+      - {class_name: QAT, config: {}}
+    convert: {mode: int8, io: int8}
+    bench: {targets: [local], runs: 200}
+    budgets: {max_accuracy_drop: 1.0, max_size_kb: 64, max_latency_ms: {local: 5.0},
+              require_int8: true}
+
+Unknown keys are errors that list the known ones. :meth:`Recipe.to_dict` gives the resolved
+recipe (every default filled in), which the pipeline saves in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgekit.compress import stage_from_dict
+from edgekit.errors import InputError
+from edgekit.training import TrainConfig, checked_kwargs
+
+LATENCY_STATS = ("mean", "min", "p50", "p90", "p99", "max")
+
+
+@dataclass(frozen=True)
+class ConvertSpec:
+    """The conversion section.
+
+    Attributes:
+        mode: float32 | float16 | dynamic | int8 | int16x8.
+        io: Input/output type for int8 (int8 | uint8 | float32); None = the mode's default.
+        per_channel: Per-channel weight quantization (per-tensor when False).
+        calibration_samples: Representative samples drawn from the training split.
+        calibration_seed: Seed of that draw (the chosen indices are saved beside the model).
+        float32_baseline: Also convert the float model to float32 TFLite for comparison.
+    """
+
+    mode: str = "int8"
+    io: str | None = None
+    per_channel: bool = True
+    calibration_samples: int = 200
+    calibration_seed: int = 0
+    float32_baseline: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
+            raise InputError(
+                f"calibration_samples must be an integer >= 1, got {self.calibration_samples!r}"
+            )
+        self.conversion_config()  # validates mode / io / per_channel
+
+    def conversion_config(self) -> Any:
+        """Returns the converters' ``ConversionConfig`` for this section.
+
+        Raises:
+            InputError: Unknown mode or io, or an io that the mode does not allow.
+        """
+        from edgekit.converters import ConversionConfig, IOType, Mode
+
+        io = IOType.parse(self.io) if self.io is not None else None
+        return ConversionConfig(mode=Mode.parse(self.mode), io=io, per_channel=self.per_channel)
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """The benchmark section (see ``device_bench.runner.BenchOptions``).
+
+    Attributes:
+        targets: Target specs (``local``, ...).
+        runs: Timed runs (at least).
+        warmup: Warm-up runs.
+        min_seconds: Minimum timed seconds.
+        windows: Measurement windows (the CV is over their medians).
+        threads: Interpreter threads (None = the interpreter's default).
+    """
+
+    targets: tuple[str, ...] = ("local",)
+    runs: int = 200
+    warmup: int = 20
+    min_seconds: float = 1.0
+    windows: int = 5
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        targets = self.targets
+        if isinstance(targets, str):
+            targets = (targets,)
+        if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+            raise InputError(f"bench.targets must be a list of target names, got {targets!r}")
+        object.__setattr__(self, "targets", tuple(targets))
+        self.options()  # validates the counts
+
+    def options(self) -> Any:
+        """Returns the ``BenchOptions`` of this section.
+
+        Raises:
+            BenchInputError: Invalid counts.
+        """
+        from device_bench.runner import BenchOptions
+
+        return BenchOptions(
+            threads=self.threads, warmup=self.warmup, runs=self.runs,
+            min_seconds=self.min_seconds, windows=self.windows,
+        )
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Limits that turn a run into pass/fail (exit 1 when one fails).
+
+    Attributes:
+        max_accuracy_drop: Max held-out accuracy loss of the final model vs float, in points.
+        max_size_kb: Max size of the final model file (KiB, raw bytes / 1024).
+        max_latency_ms: Max latency per target name, at ``latency_stat``.
+        latency_stat: Which latency figure the limits apply to.
+        require_int8: The final model must be full-integer (no float op, no float I/O).
+    """
+
+    max_accuracy_drop: float | None = None
+    max_size_kb: float | None = None
+    max_latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_stat: str = "p50"
+    require_int8: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_accuracy_drop", "max_size_kb"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or v < 0):
+                raise InputError(f"budgets.{name} must be a number >= 0, got {v!r}")
+        if not isinstance(self.max_latency_ms, dict):
+            raise InputError(
+                "budgets.max_latency_ms must map target names to milliseconds, "
+                f"got {self.max_latency_ms!r}"
+            )
+        if self.latency_stat not in LATENCY_STATS:
+            raise InputError(
+                f"budgets.latency_stat must be one of {', '.join(LATENCY_STATS)}, "
+                f"got {self.latency_stat!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole pipeline run.
+
+    Attributes:
+        model: A ``models/`` name or a model path.
+        data: ``"digits"`` or a data path.
+        train: Training of a ``models/`` name (ignored for a model path).
+        stages: Compression stages, in order.
+        convert: Conversion.
+        bench: Benchmark.
+        budgets: Pass/fail limits.
+        seed: Global seed (weights init, training order).
+    """
+
+    model: str = "demo_cnn"
+    data: str = "digits"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stages: tuple[Any, ...] = ()
+    convert: ConvertSpec = field(default_factory=ConvertSpec)
+    bench: BenchSpec = field(default_factory=BenchSpec)
+    budgets: Budgets = field(default_factory=Budgets)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "recipe") -> Recipe:
+        """Builds a recipe from a mapping.
+
+        Args:
+            raw: The parsed YAML/JSON.
+            source: Name of the file, for messages.
+
+        Returns:
+            The recipe.
+
+        Raises:
+            InputError: Unknown keys (known ones listed), wrong types, or invalid values.
+        """
+        cfg = checked_kwargs(cls, raw, source)
+        if "model" in cfg and not isinstance(cfg["model"], str):
+            raise InputError(f"{source}: model must be a name or a path, got {cfg['model']!r}")
+        if "data" in cfg and not isinstance(cfg["data"], str):
+            raise InputError(f"{source}: data must be 'digits' or a path, got {cfg['data']!r}")
+        if "train" in cfg:
+            cfg["train"] = TrainConfig.from_dict(cfg["train"])
+        if "stages" in cfg:
+            stages = cfg["stages"] or []
+            if not isinstance(stages, list):
+                raise InputError(f"{source}: stages must be a list of {{class_name, config}}")
+            cfg["stages"] = tuple(stage_from_dict(s) for s in stages)
+        if "convert" in cfg:
+            cfg["convert"] = ConvertSpec(**checked_kwargs(ConvertSpec, cfg["convert"], "convert"))
+        if "bench" in cfg:
+            cfg["bench"] = BenchSpec(**checked_kwargs(BenchSpec, cfg["bench"], "bench"))
+        if "budgets" in cfg:
+            b = checked_kwargs(Budgets, cfg["budgets"], "budgets")
+            if b.get("max_latency_ms") is None:
+                b.pop("max_latency_ms", None)
+            cfg["budgets"] = Budgets(**b)
+        return cls(**cfg)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recipe:
+        """Reads a recipe file (``.yaml``/``.yml``/``.json``).
+
+        Args:
+            path: The file.
+
+        Returns:
+            The recipe.
+
+        Raises:
+            InputError: Missing or unparsable file, or an invalid recipe.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"recipe {str(p)!r} does not exist; expected a .yaml or .json file")
+        if p.suffix.lower() not in (".yaml", ".yml", ".json"):
+            raise InputError(f"recipe {str(p)!r} must be .yaml, .yml or .json, got {p.suffix!r}")
+        text = p.read_text(encoding="utf-8")
+        try:
+            raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            first = str(e).strip().splitlines()[0]
+            kind = p.suffix[1:].upper()
+            raise InputError(f"recipe {str(p)!r} is not valid {kind}: {first}") from e
+        return cls.from_dict(raw, source=f"recipe {str(p)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the resolved recipe (defaults filled in) as plain data."""
+        return {
+            "model": self.model,
+            "data": self.data,
+            "train": self.train.to_dict(),
+            "stages": [s.to_dict() for s in self.stages],
+            "convert": asdict(self.convert),
+            "bench": {**asdict(self.bench), "targets": list(self.bench.targets)},
+            "budgets": asdict(self.budgets),
+            "seed": self.seed,
+        }
+
+    def to_yaml(self) -> str:
+        """Returns the resolved recipe as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def demo(cls) -> Recipe:
+        """The embedded default: demo CNN on digits, prune 80 % -> PQAT -> full int8 -> bench.
+
+        Returns:
+            The demo recipe.
+        """
+        return cls.from_dict(
+            {
+                "model": "demo_cnn",
+                "data": "digits",
+                "train": {"epochs": 30},
+                "stages": [
+                    {"class_name": "Prune",
+                     "config": {"final_sparsity": 0.8, "schedule": "PolynomialDecay"}},
+                    {"class_name": "QAT", "config": {}},
+                ],
+                "convert": {"mode": "int8", "io": "int8"},
+                "bench": {"targets": ["local"], "runs": 200},
+                "budgets": {"max_accuracy_drop": 1.0, "require_int8": True},
+            },
+            source="demo recipe",
+        )

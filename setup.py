@@ -1,0 +1,59 @@
+"""Packaging for edgekit.
+
+``converters/`` installs as ``edgekit.converters`` and ``models/`` as ``edgekit.models``;
+``device_bench`` is its own package (it runs on boards with only numpy + a TFLite interpreter).
+"""
+
+from setuptools import setup
+
+# Pinned: the compression/conversion stack is version-sensitive (tfmot needs Keras 2 via tf-keras,
+# and the converter's quantizer changes between TensorFlow releases).
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "tf-keras==2.21.0",
+    "tensorflow-model-optimization==0.8.1",
+    "ai-edge-litert==2.3.0",
+    "numpy>=1.26,<2.5",
+    "fire==0.7.1",
+    # digits ships inside scikit-learn: the embedded real dataset; also the stratified split.
+    "scikit-learn==1.9.1",
+    # recipes are YAML.
+    "pyyaml==6.0.3",
+    # progress bars on training/calibration/benchmark steps.
+    "tqdm==4.70.1",
+    # process memory / CPU facts on the host side.
+    "psutil==7.2.2",
+]
+
+EXTRAS_REQUIRE = {
+    "dev": ["pytest==9.2.0", "ruff==0.17.5"],
+}
+
+setup(
+    name="edgekit",
+    version="0.1.0",
+    description=(
+        "Keras model -> small, fast, full-integer TFLite, verified and benchmarked on the device."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.14",
+    packages=[
+        "edgekit",
+        "edgekit.compress",
+        "edgekit.converters",
+        "edgekit.models",
+        "device_bench",
+        "device_bench.targets",
+    ],
+    package_dir={
+        "edgekit": "edgekit",
+        "edgekit.converters": "converters",
+        "edgekit.models": "models",
+        "device_bench": "device_bench",
+    },
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["edgekit = edgekit.cli:main"]},
+)

@@ -1,0 +1,116 @@
+"""Shared tiny models and data for the converters tests (session-scoped: built once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit._keras import keras, tfmot
+from edgekit.converters import ConversionConfig, IOType, Mode, convert_keras, select_calibration
+
+INPUT_SHAPE = (8, 8, 1)
+
+
+def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random 8x8 images; the class is the brightest of three regions (a learnable rule)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *INPUT_SHAPE)).astype(np.float32)
+    regions = np.stack(
+        [x[:, :4, :4].mean((1, 2, 3)), x[:, :4, 4:].mean((1, 2, 3)), x[:, 4:].mean((1, 2, 3))],
+        axis=1,
+    )
+    return x, regions.argmax(axis=1).astype(np.int64)
+
+
+def build_cnn() -> keras.Model:
+    """Conv2D(8) -> ReLU -> Flatten -> Dense(3) logits (dense kernel 1536 weights)."""
+    return keras.Sequential([
+        keras.layers.Input(INPUT_SHAPE, name="image"),
+        keras.layers.Conv2D(8, 3, padding="same"),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),
+    ])
+
+
+def compile_and_fit(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int, lr: float,
+                    callbacks: list | None = None) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks or [])
+    return model
+
+
+@pytest.fixture(scope="session")
+def data() -> dict[str, np.ndarray]:
+    x_train, y_train = make_data(600, seed=0)
+    x_test, y_test = make_data(300, seed=1)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+@pytest.fixture(scope="session")
+def float_model(data: dict[str, np.ndarray]) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return compile_and_fit(build_cnn(), data["x_train"], data["y_train"], epochs=4, lr=0.01)
+
+
+@pytest.fixture(scope="session")
+def calibration(data: dict[str, np.ndarray]) -> np.ndarray:
+    samples, _ = select_calibration(data["x_train"], num_samples=100, seed=0)
+    return samples
+
+
+@pytest.fixture(scope="session")
+def convert(float_model: keras.Model, calibration: np.ndarray) -> Callable[..., bytes]:
+    """Converts the float model once per (mode, io, per_channel) and caches the bytes."""
+    cache: dict[tuple, bytes] = {}
+
+    def _convert(mode: str, io: str | None = None, per_channel: bool = True) -> bytes:
+        key = (mode, io, per_channel)
+        if key not in cache:
+            config = ConversionConfig(mode=Mode(mode), io=None if io is None else IOType(io),
+                                      per_channel=per_channel)
+            cache[key] = convert_keras(float_model, config, calibration)
+        return cache[key]
+
+    return _convert
+
+
+@pytest.fixture(scope="session")
+def int8_path(convert: Callable[..., bytes], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("int8") / "model_int8.tflite"
+    path.write_bytes(convert("int8"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def qat_model(float_model: keras.Model, data: dict[str, np.ndarray]) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = tfmot().quantization.keras.quantize_model(float_model)
+    return compile_and_fit(model, data["x_train"], data["y_train"], epochs=1, lr=0.001)
+
+
+def half_zeroed(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with the smaller-magnitude half of every kernel set to 0 by hand."""
+    clone = keras.models.clone_model(model)
+    weights = []
+    for w in model.get_weights():
+        w = w.copy()
+        if w.ndim > 1:  # kernels, not biases
+            flat = w.reshape(-1)
+            flat[np.argsort(np.abs(flat))[: flat.size // 2]] = 0.0
+        weights.append(w)
+    clone.set_weights(weights)
+    return clone
+
+
+@pytest.fixture(scope="session")
+def helpers() -> dict[str, Callable[..., object]]:
+    """The model helpers above, for tests (imported as a fixture, not through ``conftest``)."""
+    return {"build_cnn": build_cnn, "fit": compile_and_fit, "half_zeroed": half_zeroed}

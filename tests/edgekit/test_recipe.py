@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import yaml
+
+from edgekit.compress import QAT, Prune, stage_from_dict
+from edgekit.errors import InputError
+from edgekit.recipe import Recipe
+
+
+def test_demo_recipe_is_prune80_pqat_int8():
+    r = Recipe.demo()
+    assert r.model == "demo_cnn" and r.data == "digits"
+    assert isinstance(r.stages[0], Prune) and r.stages[0].final_sparsity == 0.8
+    assert r.stages[0].schedule == "PolynomialDecay"
+    assert isinstance(r.stages[1], QAT)
+    assert r.convert.mode == "int8" and r.convert.io == "int8"
+    assert r.budgets.max_accuracy_drop == 1.0 and r.budgets.require_int8
+
+
+def test_resolved_recipe_round_trips_through_yaml(tmp_path):
+    r = Recipe.demo()
+    p = tmp_path / "r.yaml"
+    p.write_text(r.to_yaml())
+    again = Recipe.load(p)
+    assert again == r
+    assert again.to_dict() == r.to_dict()
+
+
+def test_json_recipe(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps({"model": "demo_cnn", "stages": [{"class_name": "QAT"}]}))
+    r = Recipe.load(p)
+    assert r.stages == (QAT(),)
+
+
+@pytest.mark.parametrize("stage", [Prune(final_sparsity=0.5, schedule="ConstantSparsity"),
+                                   QAT(epochs=2, preserve_sparsity="never")])
+def test_stage_serialization_round_trip(stage):
+    d = stage.to_dict()
+    assert set(d) == {"class_name", "config"}
+    assert stage_from_dict(json.loads(json.dumps(d))) == stage
+
+
+def test_unknown_top_level_key_lists_known_ones():
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['budget'\].*known keys: model, data"):
+        Recipe.from_dict({"budget": {}})
+
+
+def test_unknown_stage_and_stage_key():
+    with pytest.raises(InputError, match=r"unknown stage 'Distil'; known stages: Prune, QAT"):
+        stage_from_dict({"class_name": "Distil"})
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['sparsity'\] in Prune config"):
+        stage_from_dict({"class_name": "Prune", "config": {"sparsity": 0.5}})
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"stages": [{"class_name": "Prune", "config": {"final_sparsity": 1.2}}]},
+         r"final_sparsity must be in \[0, 1\), got 1.2"),
+        ({"convert": {"mode": "int4"}}, "mode must be one of"),
+        ({"budgets": {"latency_stat": "p95"}}, "latency_stat must be one of"),
+        ({"budgets": {"max_size_kb": -1}}, "max_size_kb must be a number >= 0"),
+        ({"train": {"epochs": 0}}, "epochs must be an integer >= 1"),
+        ({"bench": {"targets": 3}}, "bench.targets must be a list"),
+    ],
+)
+def test_invalid_values_are_named(raw, fragment):
+    with pytest.raises(InputError, match=fragment):
+        Recipe.from_dict(raw)
+
+
+def test_bad_recipe_files(tmp_path):
+    with pytest.raises(InputError, match=r"does not exist"):
+        Recipe.load(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(InputError, match=r"is not valid YAML"):
+        Recipe.load(bad)
+    txt = tmp_path / "r.txt"
+    txt.write_text(yaml.safe_dump({"model": "demo_cnn"}))
+    with pytest.raises(InputError, match=r"must be \.yaml, \.yml or \.json"):
+        Recipe.load(txt)
