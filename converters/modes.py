@@ -11,10 +11,7 @@ mode/config types can be used without loading it.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekit._native import quiet_native_stderr
 from edgekit.errors import InputError
 
 if TYPE_CHECKING:
@@ -221,26 +219,6 @@ def _check_representative(model: Any, representative: Any) -> np.ndarray:
     return data
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr(enabled: bool) -> Iterator[None]:
-    """Sends file descriptor 2 (the converter's C++ logging) to a temp file while active."""
-    if not enabled:
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 (embedded interpreters): nothing to silence
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _first_line(e: BaseException) -> str:
     """The most telling line of a converter error (its first 'error:' line, else the first)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
@@ -327,7 +305,7 @@ def convert_keras(
         converter._experimental_disable_per_channel = True
 
     try:
-        with warnings.catch_warnings(), _quiet_native_stderr(not verbose):
+        with warnings.catch_warnings(), quiet_native_stderr(not verbose):
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow")
             result = converter.convert()

@@ -19,10 +19,12 @@ from typing import Any
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf
-import tf_keras as keras
-
+from edgekit._native import quiet_native_stderr
 from edgekit.errors import InputError
+
+with quiet_native_stderr():
+    import tensorflow as tf
+    import tf_keras as keras
 
 __all__ = ["InputError", "keras", "load_model", "save_model", "tf", "tfmot"]
 

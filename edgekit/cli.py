@@ -91,7 +91,7 @@ class EdgekitCLI:
         from edgekit._keras import load_model, save_model
         from edgekit.compress import QAT, Prune
         from edgekit.data import load_data
-        from edgekit.pipeline import model_input_shape
+        from edgekit.pipeline import check_out_dir, model_input_shape
         from edgekit.training import accuracy
 
         if not out:
@@ -106,6 +106,7 @@ class EdgekitCLI:
             )
         if not qat and out_path.suffix not in (".keras", ".h5"):
             raise InputError(f"--out {out!r} must end in .keras or .h5")
+        check_out_dir(out_path.parent)
         m = load_model(model)
         ds = load_data(data, input_shape=model_input_shape(m))
         extra = {} if epochs is None else {"epochs": int(epochs)}
@@ -143,28 +144,32 @@ class EdgekitCLI:
             ConversionConfig,
             IOType,
             Mode,
+            calibration_record_path,
             convert_keras,
             save_calibration_record,
             select_calibration,
             verify_tflite,
         )
         from edgekit.data import load_data
-        from edgekit.pipeline import model_input_shape
+        from edgekit.pipeline import check_out_dir, model_input_shape
 
         if not out or not out.endswith(".tflite"):
             raise InputError(f"--out must be a path ending in .tflite, got {out!r}")
+        check_out_dir(Path(out).parent)
         config = ConversionConfig(mode=Mode.parse(mode),
                                   io=IOType.parse(io) if io else None, per_channel=per_channel)
         m = load_model(model)
         ds = load_data(data, input_shape=model_input_shape(m))
-        rep = None
+        rep = idx = None
         if config.mode in (Mode.INT8, Mode.INT16X8):
             rep, idx = select_calibration(ds.x_train, num_samples=samples, seed=seed)
+        blob = convert_keras(m, config, representative=rep)
+        write_bytes(out, blob)
+        if idx is not None:
             record = save_calibration_record(
-                Path(out).with_suffix(".calibration.json"), indices=ds.train_indices[idx],
+                calibration_record_path(out), indices=ds.train_indices[idx],
                 seed=seed, num_samples=len(idx), source=f"{ds.name} training split")
             _print(f"calibration: {len(idx)} samples, seed {seed} -> {record}")
-        write_bytes(out, convert_keras(m, config, representative=rep))
         v = verify_tflite(out, ds.x_test, ds.y_test, reference=m)
         _print(f"wrote {out}")
         _print(json.dumps(v.to_dict(), indent=2))

@@ -41,8 +41,31 @@ def _stderr_log(msg: str) -> None:
     print(f"edgekit: {msg}", file=sys.stderr, flush=True)
 
 
+def check_out_dir(out: str | os.PathLike[str]) -> Path:
+    """Checks, without creating anything, that ``out`` can become a writable run folder.
+
+    Args:
+        out: The folder (it may not exist yet).
+
+    Returns:
+        It as a Path.
+
+    Raises:
+        InputError: It is a file, or neither it nor its nearest existing parent is writable.
+    """
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output folder {str(p)!r} is a file; expected a folder")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {str(p)!r} is not writable ({str(probe)!r} is not)")
+    return p
+
+
 def prepare_out_dir(out: str | os.PathLike[str]) -> Path:
-    """Creates the run folder and checks that it is writable.
+    """Creates the run folder after :func:`check_out_dir`.
 
     Args:
         out: The folder.
@@ -53,13 +76,11 @@ def prepare_out_dir(out: str | os.PathLike[str]) -> Path:
     Raises:
         InputError: It cannot be created or written.
     """
-    p = Path(out)
+    p = check_out_dir(out)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"output folder {str(p)!r} cannot be created: {e.strerror or e}") from e
-    if not p.is_dir() or not os.access(p, os.W_OK):
-        raise InputError(f"output folder {str(p)!r} is not a writable folder")
     return p
 
 
@@ -128,21 +149,38 @@ class Pipeline:
 
     def __init__(self, recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None):
         self.recipe = recipe
-        self.out = prepare_out_dir(out)
+        self.out = check_out_dir(out)
         self.log = log or _stderr_log
         self.entries: list[dict[str, Any]] = []
 
     # -- stages ---------------------------------------------------------------------------
-    def _float_model(self) -> tuple[keras.Model, Dataset, dict[str, Any]]:
+    def _resolve_inputs(self) -> tuple[keras.Model, Dataset, bool]:
+        """Loads or builds the model and loads the data; writes nothing (bad input fails here).
+
+        Returns:
+            (model, data, needs_training).
+        """
         from edgekit.models.registry import build_model, is_model_name
 
         r = self.recipe
-        t0 = time.perf_counter()
         keras.utils.set_random_seed(r.seed)
         if is_model_name(r.model):
             data = load_data(r.data)
             model = build_model(r.model, input_shape=data.sample_shape,
                                 num_classes=data.num_classes)
+            trained = True
+        else:
+            model = load_model(r.model)
+            data = load_data(r.data, input_shape=model_input_shape(model))
+            trained = False
+        _check_classes(model, data)
+        return model, data, trained
+
+    def _float_model(self, model: keras.Model, data: Dataset, needs_training: bool
+                     ) -> keras.Model:
+        r = self.recipe
+        t0 = time.perf_counter()
+        if needs_training:
             self.log(f"train {r.model} on {data.name} ({r.train.epochs} epochs, "
                      f"{len(data.x_train)} samples)")
             history = fit(
@@ -153,13 +191,10 @@ class Pipeline:
             details: dict[str, Any] = {"source": "trained", "model": r.model,
                                        "train": r.train.to_dict(), "history": history}
         else:
-            model = load_model(r.model)
-            data = load_data(r.data, input_shape=model_input_shape(model))
             details = {"source": "loaded", "model": str(r.model)}
-        _check_classes(model, data)
         path = save_model(model, self.out / "float.keras")
         self._add_keras_entry("float", "float", path, model, data, details, t0)
-        return model, data, details
+        return model
 
     def _add_keras_entry(
         self, name: str, kind: str, path: Path, model: keras.Model, data: Dataset,
@@ -213,18 +248,20 @@ class Pipeline:
         spec = self.recipe.convert
         path = self.out / f"{name}.tflite"
         calibration: dict[str, Any] | None = None
-        representative = None
+        representative = indices = None
         if config.mode.value in ("int8", "int16x8"):
             representative, indices = select_calibration(
                 data.x_train, num_samples=spec.calibration_samples, seed=spec.calibration_seed)
+        self.log(f"convert {source} -> {path.name} ({config.mode.value})")
+        blob = convert_keras(model, config, representative=representative)
+        write_bytes(path, blob)
+        if indices is not None:
             record = save_calibration_record(
                 self.out / f"{name}.calibration.json", indices=data.train_indices[indices],
                 seed=spec.calibration_seed, num_samples=len(indices),
                 source=f"{data.name} training split (indices into the source)")
             calibration = {"record": record.name, "samples": len(indices),
                            "seed": spec.calibration_seed}
-        self.log(f"convert {source} -> {path.name} ({config.mode.value})")
-        write_bytes(path, convert_keras(model, config, representative=representative))
         self.log(f"verify {path.name} on {len(data.x_test)} held-out samples")
         verification = verify_tflite(path, data.x_test, data.y_test, reference=model)
         inspection = inspect_tflite(path)
@@ -281,8 +318,10 @@ class Pipeline:
 
         t0 = time.perf_counter()
         r = self.recipe
+        model, data, needs_training = self._resolve_inputs()
+        prepare_out_dir(self.out)
         write_text(self.out / "recipe.yaml", r.to_yaml())
-        float_model, data, _ = self._float_model()
+        float_model = self._float_model(model, data, needs_training)
         final_model = self._compress(float_model, data)
         config = r.convert.conversion_config()
         if r.convert.float32_baseline and config.mode != Mode.FLOAT32:

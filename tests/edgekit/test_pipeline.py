@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from device_bench.interpreter import load_interpreter, run_batch
+from edgekit.recipe import Budgets, Recipe
+from edgekit.report import evaluate_budgets
+
+BENCH_KEYS = {"schema", "model", "target", "runtime", "runs", "warmup", "emulated",
+              "latency_ms", "memory", "energy"}
+
+
+def test_run_folder_holds_every_artefact_and_no_temp_files(fast_run):
+    out, _ = fast_run
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    expected = {"recipe.yaml", "float.keras", "prune.keras", "qat.h5", "float32.tflite",
+                "model_int8.tflite", "model_int8.calibration.json", "report.json", "report.md",
+                "bench/float32.local.json", "bench/model_int8.local.json"}
+    assert expected <= names
+    assert not [n for n in names if ".tmp" in n]
+
+
+def test_report_has_every_stage_with_measured_figures(fast_run):
+    _, report = fast_run
+    assert report["schema"] == "edgekit.report/1"
+    assert [e["name"] for e in report["stages"]] == ["float", "prune", "qat", "float32",
+                                                     "model_int8"]
+    for e in report["stages"]:
+        assert 0.0 < e["accuracy"] <= 1.0, e["name"]
+        assert e["bytes"] > e["gzip_bytes"] > 0, e["name"]
+    prune = report["stages"][1]
+    assert prune["sparsity"] == pytest.approx(0.8, abs=0.01)
+    final = report["final"]
+    assert final["artefact"] == "model_int8.tflite" and final["full_integer"] is True
+    assert final["accuracy_drop_points"] == pytest.approx(
+        100 * (final["float_accuracy"] - final["accuracy"]), abs=1e-3)
+    assert report["passed"] is True
+    assert {b["name"] for b in report["budgets"]} == {
+        "max_accuracy_drop", "require_int8", "max_latency_ms[local]"}
+
+
+def test_heldout_indices_let_anyone_recheck_the_tflite_accuracy(fast_run):
+    """Rebuild the held-out set from scikit-learn itself and re-run the .tflite."""
+    from sklearn.datasets import load_digits
+
+    from edgekit._keras import tf
+
+    out, report = fast_run
+    idx = np.asarray(report["data"]["heldout_indices"])
+    assert len(idx) == 360 and len(set(idx.tolist())) == 360
+    bunch = load_digits()
+    x = tf.image.resize((bunch.images[idx] / 16.0)[..., None].astype("float32"), (32, 32)).numpy()
+    loaded = load_interpreter(out / "model_int8.tflite")
+    pred = np.argmax(run_batch(loaded, x), axis=-1)
+    assert float(np.mean(pred == bunch.target[idx])) == pytest.approx(report["final"]["accuracy"])
+
+
+def test_pruned_weights_stay_zero_in_the_tflite(fast_run):
+    _, report = fast_run
+    final = report["stages"][-1]
+    ws = {w["tensor"]: w["sparsity"] for w in final["weight_sparsity"]}
+    assert len(ws) == 5  # three convs, two dense layers
+    assert min(ws.values()) >= 0.79
+
+
+def test_calibration_indices_come_from_the_training_split(fast_run):
+    out, report = fast_run
+    record = json.loads((out / "model_int8.calibration.json").read_text())
+    assert record["seed"] == 0 and len(record["indices"]) == 64
+    assert not set(record["indices"]) & set(report["data"]["heldout_indices"])
+
+
+def test_bench_results_follow_the_schema(fast_run):
+    out, report = fast_run
+    for name in ("float32", "model_int8"):
+        result = json.loads((out / "bench" / f"{name}.local.json").read_text())
+        assert BENCH_KEYS <= set(result)
+        assert result["schema"] == "edgekit.bench/1" and result["target"]["kind"] == "local"
+        lat = result["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert result["runs"] >= 20
+    int8 = report["stages"][-1]["bench"]["local"]
+    assert int8["model"]["bytes"] == report["final"]["bytes"]
+
+
+def test_saved_recipe_is_the_resolved_recipe(fast_run):
+    out, report = fast_run
+    saved = Recipe.load(out / "recipe.yaml")
+    assert saved.to_dict() == report["recipe"]
+    assert saved.stages[0].final_sparsity == 0.8 and saved.bench.runs == 20
+
+
+def test_budgets_fail_with_the_failing_figure(fast_run):
+    _, report = fast_run
+    float_entry, final = report["stages"][0], report["stages"][-1]
+    tight = Budgets(max_accuracy_drop=-0.0, max_size_kb=1.0,
+                    max_latency_ms={"local": 1e-6, "ssh://pi@board": 5.0}, require_int8=True)
+    results = {b["name"]: b for b in evaluate_budgets(tight, float_entry, final)}
+    assert results["max_size_kb"]["passed"] is False
+    assert results["max_size_kb"]["value"] == pytest.approx(final["bytes"] / 1024, abs=1e-3)
+    assert results["max_latency_ms[local]"]["passed"] is False
+    # A target that was not measured fails with value None, never a guess.
+    assert results["max_latency_ms[ssh://pi@board]"]["value"] is None
+    assert results["max_latency_ms[ssh://pi@board]"]["passed"] is False
+    assert results["require_int8"]["passed"] is True
