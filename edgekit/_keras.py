@@ -26,6 +26,10 @@ with quiet_native_stderr():
     import tensorflow as tf
     import tf_keras as keras
 
+    # Device discovery prints CUDA notices (cuInit failures on machines without a GPU) on first
+    # use; do it now, inside the silenced block. A GPU, when present, is still found and used.
+    tf.config.list_physical_devices()
+
 __all__ = ["InputError", "keras", "load_model", "save_model", "tf", "tfmot"]
 
 

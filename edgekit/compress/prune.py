@@ -79,10 +79,21 @@ class Prune(SerializableStage):
 
         Returns:
             A ``tfmot.sparsity.keras`` schedule whose last mask update reaches final_sparsity.
+
+        Raises:
+            InputError: ``update_every`` is longer than the whole fine-tune, so no mask update
+                would reach ``final_sparsity`` (tfmot's default of 100 steps does this silently on
+                small data sets).
         """
         sparsity = tfmot().sparsity.keras
         freq = self.update_every or max(1, steps // 4)
         total = self.epochs * steps
+        if freq > total:
+            raise InputError(
+                f"update_every={freq} is longer than the fine-tune ({self.epochs} epochs x {steps} "
+                f"steps = {total} steps): the masks would never reach final_sparsity; lower "
+                "update_every or raise epochs"
+            )
         if self.schedule == "ConstantSparsity":
             return sparsity.ConstantSparsity(self.final_sparsity, begin_step=0, frequency=freq)
         # End the ramp on an update step: tfmot applies no mask after end_step.
@@ -154,7 +165,11 @@ class Prune(SerializableStage):
         )
         stripped = mot.sparsity.keras.strip_pruning(wrapped)
         measured = kernel_sparsity(stripped)
+        short = {n: measured.get(n) for n in pruned_names
+                 if (measured.get(n) or 0.0) < self.final_sparsity - 0.01}
         details = {
+            "target_reached": not short,
+            "short_of_target": short,
             "schedule": schedule.get_config(),
             "pruned_layers": {n: measured.get(n) for n in pruned_names},
             "skipped_layers": skipped,

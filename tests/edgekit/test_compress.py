@@ -31,6 +31,16 @@ def test_prune_keeps_accuracy_and_leaves_input_untouched(pruned, tiny_trained_mo
     assert max(kernel_sparsity(tiny_trained_model).values()) < 0.05
 
 
+def test_prune_reports_target_reached(pruned):
+    assert pruned.details["target_reached"] is True and pruned.details["short_of_target"] == {}
+
+
+def test_schedule_that_cannot_reach_the_target_is_refused():
+    # tfmot's default frequency (100) over a 22-step fine-tune: the guide recipe's silent failure.
+    with pytest.raises(InputError, match=r"update_every=100 is longer than the fine-tune"):
+        Prune(epochs=2, update_every=100).pruning_schedule(steps=11)
+
+
 def test_schedule_ends_on_a_mask_update_step():
     sched = Prune(epochs=3, ramp_fraction=0.5, update_every=7).pruning_schedule(steps=10)
     cfg = sched.get_config()["config"]
