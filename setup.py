@@ -13,7 +13,7 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     "tensorflow-model-optimization==0.8.1",
     "ai-edge-litert==2.3.0",
-    "numpy>=1.26,<2.5",
+    "numpy==2.4.6",
     "fire==0.7.1",
     # digits ships inside scikit-learn: the embedded real dataset; also the stratified split.
     "scikit-learn==1.9.1",

@@ -202,8 +202,10 @@ def render(reports: dict[int, dict[str, Any]], guide: dict[str, Any], loop_p50: 
         f"The guide recipe loses {100 * (guide['float'] - guide['int8']):.2f} points *and does not "
         f"prune*: its schedule ends at step {guide['end_step']} (2 epochs at batch 128 on 1293 "
         f"samples), but PolynomialDecay's default mask-update `frequency` is "
-        f"{guide['frequency']} steps, so no update after the first ever runs. Nothing warns; the "
-        "model simply ships dense. edgekit's `Prune` sets the update interval from the "
+        f"{guide['frequency']} steps, and tfmot's wrapper increments its step before the mask "
+        "check (checks run at steps 1, 2, ...), so no mask update ever runs, not even the "
+        "initial 50 %. Nothing warns; the model simply ships dense. edgekit's `Prune` sets "
+        "the update interval from the "
         "fine-tune's length (4 per epoch), ends the ramp on an update step, refuses a schedule "
         "that cannot reach its target, and reports each layer's measured sparsity.",
         "",

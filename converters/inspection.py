@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from device_bench.atomicio import write_json
-from device_bench.errors import BenchInputError
 from edgekit.errors import InputError
+
+from .result import JsonResult
 
 __all__ = [
     "InspectionResult",
@@ -52,7 +52,7 @@ _NUMPY_DTYPES: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class InspectionResult:
+class InspectionResult(JsonResult):
     """Static facts about one ``.tflite`` model (see :func:`inspect_tflite`)."""
 
     path: str
@@ -80,27 +80,6 @@ class InspectionResult:
             "float_io": list(self.float_io),
             "full_integer": self.full_integer,
         }
-
-    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """Writes :meth:`to_dict` as JSON, atomically.
-
-        Args:
-            path: Destination file.
-            overwrite: Replace an existing file.
-
-        Returns:
-            The destination path.
-
-        Raises:
-            InputError: The file exists and ``overwrite`` is false, or it cannot be written.
-        """
-        dest = Path(path)
-        if dest.exists() and not overwrite:
-            raise InputError(f"{str(dest)!r} exists; pass overwrite=True to replace it")
-        try:
-            return write_json(dest, self.to_dict())
-        except BenchInputError as e:
-            raise InputError(str(e)) from e
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from device_bench.atomicio import write_json
-from device_bench.errors import BenchInputError
 from edgekit.errors import InputError
+
+from .result import JsonResult
 
 if TYPE_CHECKING:
     from edgekit._keras import keras
@@ -152,7 +152,7 @@ def run_tflite(
 
 
 @dataclass(frozen=True)
-class VerificationResult:
+class VerificationResult(JsonResult):
     """How a ``.tflite`` model does on held-out data and against its Keras reference.
 
     Attributes:
@@ -190,27 +190,6 @@ class VerificationResult:
             "snr_db": self.snr_db,
             "identical": self.identical,
         }
-
-    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """Writes :meth:`to_dict` as JSON, atomically.
-
-        Args:
-            path: Destination file.
-            overwrite: Replace an existing file.
-
-        Returns:
-            The destination path.
-
-        Raises:
-            InputError: The file exists and ``overwrite`` is false, or it cannot be written.
-        """
-        dest = Path(path)
-        if dest.exists() and not overwrite:
-            raise InputError(f"{str(dest)!r} exists; pass overwrite=True to replace it")
-        try:
-            return write_json(dest, self.to_dict())
-        except BenchInputError as e:
-            raise InputError(str(e)) from e
 
 
 def _labels(y: Any, n: int) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 
 from edgekit._keras import keras
 from edgekit.data import Dataset
-from edgekit.training import checked_kwargs
+from edgekit.errors import InputError
+from edgekit.training import checked_kwargs, fit
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,31 @@ class SerializableStage:
         """Returns ``{"class_name": ..., "config": {...}}``."""
         return {"class_name": self.class_name, "config": self.get_config()}
 
+    def fine_tune(
+        self, model: keras.Model, data: Dataset, desc: str, callbacks: tuple[Any, ...] = ()
+    ) -> dict[str, list[float]]:
+        """Trains ``model`` on the training split with the stage's own training fields.
+
+        Args:
+            model: The wrapped (pruning / QAT) model.
+            data: The dataset.
+            desc: Progress-bar label.
+            callbacks: Extra Keras callbacks.
+
+        Returns:
+            The Keras history.
+        """
+        return fit(
+            model, data.x_train, data.y_train,
+            epochs=self.epochs,  # type: ignore[attr-defined]
+            learning_rate=self.learning_rate,  # type: ignore[attr-defined]
+            batch_size=self.batch_size,  # type: ignore[attr-defined]
+            augment_shift=self.augment_shift,  # type: ignore[attr-defined]
+            seed=self.seed,  # type: ignore[attr-defined]
+            callbacks=callbacks,
+            desc=desc,
+        )
+
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> Any:
         """Builds the stage from its config, rejecting unknown keys.
@@ -70,6 +96,30 @@ class SerializableStage:
 
 
 PRUNABLE_KERNELS = ("kernel", "depthwise_kernel")
+
+
+def require_graph_model(model: keras.Model, what: str) -> None:
+    """Refuses subclassed models, which tfmot cannot clone.
+
+    Args:
+        model: The model.
+        what: The stage, for the message ("pruning", "QAT").
+
+    Raises:
+        InputError: ``model`` is neither Sequential nor Functional.
+    """
+    if not isinstance(model, keras.Sequential) and not model._is_graph_network:
+        raise InputError(
+            f"model {model.name!r} is a subclassed Keras model; {what} needs a Sequential "
+            "or Functional model (rebuild it with the functional API)"
+        )
+
+
+def copy_model(model: keras.Model) -> keras.Model:
+    """A structural copy with the same weights (wrapping never touches the caller's model)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def kernel_of(layer: keras.layers.Layer) -> np.ndarray | None:

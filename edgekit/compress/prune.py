@@ -15,11 +15,13 @@ from edgekit.compress.base import (
     PRUNABLE_KERNELS,
     SerializableStage,
     StageResult,
+    copy_model,
     kernel_sparsity,
+    require_graph_model,
 )
 from edgekit.data import Dataset
 from edgekit.errors import InputError
-from edgekit.training import accuracy, fit, steps_per_epoch
+from edgekit.training import accuracy, steps_per_epoch
 
 SCHEDULES = ("PolynomialDecay", "ConstantSparsity")
 
@@ -120,11 +122,7 @@ class Prune(SerializableStage):
         Raises:
             InputError: A subclassed model (tfmot can only clone Sequential/Functional models).
         """
-        if not isinstance(model, keras.Sequential) and not model._is_graph_network:
-            raise InputError(
-                f"model {model.name!r} is a subclassed Keras model; pruning needs a Sequential "
-                "or Functional model (rebuild it with the functional API)"
-            )
+        require_graph_model(model, "pruning")
         mot = tfmot()
         # tfmot's public API has no "is this layer prunable" query; its registry answers it.
         from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import (
@@ -148,21 +146,9 @@ class Prune(SerializableStage):
             return layer
 
         # Work on a copy: the wrapped clone shares layer objects with the model it wraps.
-        base = keras.models.clone_model(model)
-        base.set_weights(model.get_weights())
-        wrapped = keras.models.clone_model(base, clone_function=wrap)
-        history = fit(
-            wrapped,
-            data.x_train,
-            data.y_train,
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            augment_shift=self.augment_shift,
-            seed=self.seed,
-            callbacks=[mot.sparsity.keras.UpdatePruningStep()],
-            desc=f"prune {self.final_sparsity:.0%}",
-        )
+        wrapped = keras.models.clone_model(copy_model(model), clone_function=wrap)
+        history = self.fine_tune(wrapped, data, f"prune {self.final_sparsity:.0%}",
+                                 callbacks=(mot.sparsity.keras.UpdatePruningStep(),))
         stripped = mot.sparsity.keras.strip_pruning(wrapped)
         measured = kernel_sparsity(stripped)
         short = {n: measured.get(n) for n in pruned_names

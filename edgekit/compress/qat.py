@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from edgekit._keras import keras, tfmot
-from edgekit.compress.base import SerializableStage, StageResult, kernel_sparsity
+from edgekit.compress.base import (
+    SerializableStage,
+    StageResult,
+    copy_model,
+    kernel_sparsity,
+    require_graph_model,
+)
 from edgekit.data import Dataset
 from edgekit.errors import InputError
-from edgekit.training import accuracy, fit
+from edgekit.training import accuracy
 
 PRESERVE_CHOICES = ("auto", "always", "never")
 SPARSE_THRESHOLD = 0.2  # a kernel with at least this share of zeros counts as pruned
@@ -71,19 +77,13 @@ class QAT(SerializableStage):
         Raises:
             InputError: A subclassed model, or a layer tfmot cannot quantize.
         """
-        if not isinstance(model, keras.Sequential) and not model._is_graph_network:
-            raise InputError(
-                f"model {model.name!r} is a subclassed Keras model; QAT needs a Sequential or "
-                "Functional model (rebuild it with the functional API)"
-            )
+        require_graph_model(model, "QAT")
         mot = tfmot()
         qk = mot.quantization.keras
         pqat = self._use_pqat(model)
         before = kernel_sparsity(model)
-        base = keras.models.clone_model(model)
-        base.set_weights(model.get_weights())
         try:
-            annotated = qk.quantize_annotate_model(base)
+            annotated = qk.quantize_annotate_model(copy_model(model))
             if pqat:
                 scheme: Any = mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
                 qmodel = qk.quantize_apply(annotated, scheme)
@@ -91,17 +91,7 @@ class QAT(SerializableStage):
                 qmodel = qk.quantize_apply(annotated)
         except (ValueError, RuntimeError, TypeError) as e:
             raise InputError(f"model {model.name!r} cannot be prepared for QAT: {e}") from e
-        history = fit(
-            qmodel,
-            data.x_train,
-            data.y_train,
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            augment_shift=self.augment_shift,
-            seed=self.seed,
-            desc="PQAT" if pqat else "QAT",
-        )
+        history = self.fine_tune(qmodel, data, "PQAT" if pqat else "QAT")
         after = kernel_sparsity(qmodel)
         details = {
             "scheme": (
