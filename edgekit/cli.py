@@ -32,8 +32,12 @@ def _summary(report: dict[str, Any], out: Path) -> str:
         f"full integer  {'yes' if final['full_integer'] else 'NO'}",
     ]
     for b in report["budgets"]:
-        lines.append(f"budget        {b['name']} <= {b['limit']} {b['unit']}: {b['value']} "
-                     f"{'ok' if b['passed'] else 'FAILED'}")
+        verdict = "ok" if b["passed"] else "FAILED"
+        if b["name"] == "require_int8":
+            lines.append(f"budget        require_int8: {verdict}")
+        else:
+            lines.append(f"budget        {b['name']} <= {b['limit']} {b['unit']}: "
+                         f"{b['value']} {verdict}")
     lines.append(f"report        {out / 'report.md'}")
     return "\n".join(lines)
 
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         The exit code (also raised as SystemExit by the console script wrapper).
     """
     try:
-        fire.Fire(EdgekitCLI, command=argv if argv is not None else sys.argv[1:],
+        fire.Fire(EdgekitCLI(), command=argv if argv is not None else sys.argv[1:],
                   name="edgekit")
     except INPUT_ERRORS as e:
         print(f"edgekit: error: {e}", file=sys.stderr)

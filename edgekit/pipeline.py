@@ -324,11 +324,13 @@ class Pipeline:
         float_model = self._float_model(model, data, needs_training)
         final_model = self._compress(float_model, data)
         config = r.convert.conversion_config()
+        # The deliverable comes from the last compression stage (taken before the float32
+        # baseline adds its own entry).
+        source = self.entries[-1]["name"]
         if r.convert.float32_baseline and config.mode != Mode.FLOAT32:
             path, entry = self._convert(float_model, data, "float32",
                                         ConversionConfig(mode=Mode.FLOAT32), "float")
             self._bench(path, entry)
-        source = self.entries[-1]["name"] if r.stages else "float"
         path, entry = self._convert(final_model, data, f"model_{config.mode.value}", config,
                                     source)
         entry["final"] = True

@@ -191,7 +191,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lat, t, rt = b["latency_ms"], b["target"], b["runtime"]
             lines.append(
                 f"- Bench `{target}` ({t.get('cpu')}, {t.get('cores')} cores, {rt['interpreter']} "
-                f"{rt['version']}, threads {rt['threads']}, {b['runs']} runs after "
+                f"{rt['version']}, threads {rt['threads'] or 'default'}, {b['runs']} runs after "
                 f"{b['warmup']} warm-up): init {_num(lat['init'])} ms, first "
                 f"{_num(lat['first'])} ms, mean {_num(lat['mean'])} ± {_num(lat['std'])} ms, "
                 f"p50 {_num(lat['p50'])}, p90 {_num(lat['p90'])}, p99 {_num(lat['p99'])} ms, "
@@ -203,7 +203,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         lines += ["| budget | limit | value | result |", "|---|---:|---:|---|"]
         for b in report["budgets"]:
-            lines.append(f"| {b['name']} | {b['limit']} {b['unit']} | {b['value']} | "
+            limit = f"{b['limit']} {b['unit']}".strip()
+            value = b["value"]
+            if b["name"] == "require_int8":
+                limit, value = "full integer", "yes" if value else "no (float ops or I/O)"
+            lines.append(f"| {b['name']} | {limit} | {value} | "
                          f"{'pass' if b['passed'] else '**FAIL**'} |")
     lines += ["", f"Overall: **{'PASS' if report['passed'] else 'FAIL'}** "
               f"(run took {report['seconds']} s).", ""]

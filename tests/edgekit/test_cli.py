@@ -198,3 +198,11 @@ def test_impossible_budget_exits_1_and_still_writes_the_report(tmp_path, capsys,
 def test_models_lists_demo_cnn(capsys, cli):
     assert cli(["models"]) == 0
     assert "demo_cnn" in capsys.readouterr().out
+
+
+def test_help_lists_every_command(cli, capsys):
+    assert cli(["--help"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err  # fire's help goes through its own console writer
+    for command in ("demo", "run", "compress", "convert", "inspect", "bench", "models"):
+        assert f"     {command}\n" in text, command

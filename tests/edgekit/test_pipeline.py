@@ -31,6 +31,9 @@ def test_report_has_every_stage_with_measured_figures(fast_run):
         assert e["bytes"] > e["gzip_bytes"] > 0, e["name"]
     prune = report["stages"][1]
     assert prune["sparsity"] == pytest.approx(0.8, abs=0.01)
+    # Each .tflite names the Keras stage it was converted from.
+    assert report["stages"][3]["source"] == "float"
+    assert report["stages"][4]["source"] == "qat"
     final = report["final"]
     assert final["artefact"] == "model_int8.tflite" and final["full_integer"] is True
     assert final["accuracy_drop_points"] == pytest.approx(
