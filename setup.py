@@ -22,7 +22,8 @@ INSTALL_REQUIRES = [
     # progress bars on training/calibration/benchmark steps.
     "tqdm==4.70.1",
     # process memory / CPU facts on the host side.
-    "psutil==7.2.2",
+    # plots in the self-contained HTML report (rendered to inline SVG, Agg backend, no display).
+    "matplotlib==3.11.2",
 ]
 
 EXTRAS_REQUIRE = {
@@ -31,7 +32,7 @@ EXTRAS_REQUIRE = {
 
 setup(
     name="edgekit",
-    version="0.1.0",
+    version="0.2.0",
     description=(
         "Keras model -> small, fast, full-integer TFLite, verified and benchmarked on the device."
     ),

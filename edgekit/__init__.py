@@ -2,6 +2,23 @@
 
 Importing ``edgekit`` is cheap: TensorFlow loads only when a stage that needs it runs
 (``edgekit._keras`` selects tf_keras for tfmot before TensorFlow is imported).
+
+The Python API mirrors the CLI: ``edgekit.run``, ``edgekit.demo``, ``edgekit.compress``,
+``edgekit.convert``, ``edgekit.inspect``, ``edgekit.bench``, ``edgekit.compare``
+(see :mod:`edgekit.api`).
 """
 
-__version__ = "0.1.0"
+from typing import Any
+
+__version__ = "0.2.0"
+
+_API = ("run", "demo", "compress", "convert", "inspect", "bench", "compare", "RunOutcome")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from edgekit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'edgekit' has no attribute {name!r}")

@@ -42,42 +42,55 @@ def _summary(report: dict[str, Any], out: Path) -> str:
     return "\n".join(lines)
 
 
-def _finish_run(report: dict[str, Any], out: Path) -> None:
-    _print(_summary(report, out))
-    if not report["passed"]:
-        failed = [b["name"] for b in report["budgets"] if not b["passed"]]
-        raise CheckFailed(f"budget(s) failed: {', '.join(failed)} (see {out / 'report.md'})")
+def _finish_run(outcome: Any) -> None:
+    """Prints the outcome of ``run``/``demo``; raises CheckFailed when a budget failed."""
+    if outcome.sweep is not None:
+        sweep = outcome.sweep
+        _print(f"sweep         {len(sweep['candidates'])} candidates, Pareto front: "
+               f"{', '.join(sweep['pareto_front'])}")
+        for c in sweep["candidates"]:
+            mark = "*" if c["pareto"] else " "
+            _print(f"  {mark} {c['name']}: {100 * c['accuracy']:.2f} %, {c['bytes']} bytes, "
+                   f"{'pass' if c['passed'] else 'FAIL ' + ', '.join(c['failed_budgets'])}")
+        _print(f"report        {outcome.out / 'report.html'}")
+    else:
+        _print(_summary(outcome.report, outcome.out))
+    if outcome.junit is not None:
+        _print(f"junit         {outcome.junit}")
+    if not outcome.passed:
+        raise CheckFailed(f"budget(s) failed: {', '.join(outcome.failed_budgets)} "
+                          f"(see {outcome.out / 'report.md'})")
 
 
 class EdgekitCLI:
     """edgekit: Keras model -> small, fast, full-integer TFLite, verified and benchmarked."""
 
-    def demo(self, out: str = "runs/demo") -> None:
+    def demo(self, out: str = "runs/demo", junit: str | None = None) -> None:
         """Runs the whole pipeline on the embedded default (demo CNN on scikit-learn's digits).
 
         Train -> prune 80 % -> PQAT -> full int8 -> verify -> bench local -> report.
 
         Args:
             out: The run folder.
+            junit: Also write JUnit XML with one test case per budget.
         """
-        from edgekit.pipeline import run_pipeline
-        from edgekit.recipe import Recipe
+        from edgekit import api
 
-        report = run_pipeline(Recipe.demo(), out)
-        _finish_run(report, Path(out))
+        _finish_run(api.demo(out, junit=junit))
 
-    def run(self, recipe: str, out: str = "runs/run") -> None:
-        """Runs the pipeline a recipe file describes.
+    def run(self, recipe: str, out: str = "runs/run", resume: bool = False,
+            junit: str | None = None) -> None:
+        """Runs the pipeline a recipe file describes (every candidate, if it has a sweep).
 
         Args:
             recipe: A .yaml / .json recipe.
             out: The run folder.
+            resume: Reuse the stages an earlier run in --out finished.
+            junit: Also write JUnit XML with one test case per budget (per candidate).
         """
-        from edgekit.pipeline import run_pipeline
-        from edgekit.recipe import Recipe
+        from edgekit import api
 
-        report = run_pipeline(Recipe.load(recipe), out)
-        _finish_run(report, Path(out))
+        _finish_run(api.run(recipe, out, resume=resume, junit=junit))
 
     def compress(self, model: str, data: str = "digits", out: str = "",
                  prune: float | None = None, qat: bool = False, epochs: int | None = None) -> None:
@@ -92,40 +105,13 @@ class EdgekitCLI:
             qat: Quantization-aware training (prune-preserving when the model is sparse).
             epochs: Fine-tuning epochs of each stage (default: each stage's own).
         """
-        from edgekit._keras import load_model, save_model
-        from edgekit.compress import QAT, Prune
-        from edgekit.data import load_data
-        from edgekit.pipeline import check_out_dir, model_input_shape
-        from edgekit.training import accuracy
+        from edgekit import api
 
         if not out:
             raise InputError("--out is required: the path of the compressed model")
-        if prune is None and not qat:
-            raise InputError("nothing to do: give --prune SPARSITY and/or --qat")
-        out_path = Path(out)
-        if qat and out_path.suffix != ".h5":
-            raise InputError(
-                f"--out {out!r}: a QAT model must be saved as .h5 (tf_keras cannot reload QAT "
-                "models from .keras)"
-            )
-        if not qat and out_path.suffix not in (".keras", ".h5"):
-            raise InputError(f"--out {out!r} must end in .keras or .h5")
-        check_out_dir(out_path.parent)
-        m = load_model(model)
-        ds = load_data(data, input_shape=model_input_shape(m))
-        extra = {} if epochs is None else {"epochs": int(epochs)}
-        stages: list[Any] = []
-        if prune is not None:
-            stages.append(Prune(final_sparsity=float(prune), **extra))
-        if qat:
-            stages.append(QAT(**extra))
-        _print(f"float accuracy {100 * accuracy(m, ds.x_test, ds.y_test):.2f} %")
-        for stage in stages:
-            m = stage.apply(m, ds).model
-            _print(f"{stage.class_name}: held-out accuracy "
-                   f"{100 * accuracy(m, ds.x_test, ds.y_test):.2f} %")
-        save_model(m, out_path)
-        _print(f"wrote {out_path}")
+        result = api.compress(model, out=out, data=data, prune=prune, qat=qat, epochs=epochs,
+                              log=_print)
+        _print(f"wrote {result['out']}")
 
     def convert(self, model: str, data: str = "digits", out: str = "", mode: str = "int8",
                 io: str | None = None, samples: int = 200, seed: int = 0,
@@ -142,41 +128,15 @@ class EdgekitCLI:
             seed: Seed of the calibration draw (indices saved beside the model).
             per_channel: Per-channel weight quantization.
         """
-        from device_bench.atomicio import write_bytes
-        from edgekit._keras import load_model
-        from edgekit.converters import (
-            ConversionConfig,
-            IOType,
-            Mode,
-            calibration_record_path,
-            convert_keras,
-            save_calibration_record,
-            select_calibration,
-            verify_tflite,
-        )
-        from edgekit.data import load_data
-        from edgekit.pipeline import check_out_dir, model_input_shape
+        from edgekit import api
 
-        if not out or not out.endswith(".tflite"):
-            raise InputError(f"--out must be a path ending in .tflite, got {out!r}")
-        check_out_dir(Path(out).parent)
-        config = ConversionConfig(mode=Mode.parse(mode),
-                                  io=IOType.parse(io) if io else None, per_channel=per_channel)
-        m = load_model(model)
-        ds = load_data(data, input_shape=model_input_shape(m))
-        rep = idx = None
-        if config.mode in (Mode.INT8, Mode.INT16X8):
-            rep, idx = select_calibration(ds.x_train, num_samples=samples, seed=seed)
-        blob = convert_keras(m, config, representative=rep)
-        write_bytes(out, blob)
-        if idx is not None:
-            record = save_calibration_record(
-                calibration_record_path(out), indices=ds.train_indices[idx],
-                seed=seed, num_samples=len(idx), source=f"{ds.name} training split")
-            _print(f"calibration: {len(idx)} samples, seed {seed} -> {record}")
-        v = verify_tflite(out, ds.x_test, ds.y_test, reference=m)
-        _print(f"wrote {out}")
-        _print(json.dumps(v.to_dict(), indent=2))
+        result = api.convert(model, out=out, data=data, mode=mode, io=io, samples=samples,
+                             seed=seed, per_channel=per_channel)
+        if result["calibration_record"] is not None:
+            _print(f"calibration: {samples} samples max, seed {seed} -> "
+                   f"{result['calibration_record']}")
+        _print(f"wrote {result['out']}")
+        _print(json.dumps(result["verification"].to_dict(), indent=2))
 
     def inspect(self, model: str, require_int8: bool = False, json_out: str | None = None
                 ) -> None:
@@ -188,10 +148,11 @@ class EdgekitCLI:
             json_out: Also write the inspection as JSON to this path.
         """
         from device_bench.atomicio import write_json
-        from edgekit.converters import format_inspection, inspect_tflite, weight_sparsity
+        from edgekit import api
+        from edgekit.converters import format_inspection
 
-        result = inspect_tflite(model)
-        sparsity = weight_sparsity(model)
+        found = api.inspect(model)
+        result, sparsity = found["inspection"], found["weight_sparsity"]
         _print(format_inspection(result, sparsity))
         if json_out:
             write_json(json_out, {**result.to_dict(), "weight_sparsity": sparsity})
@@ -219,16 +180,12 @@ class EdgekitCLI:
             json: Write the edgekit.bench/1 JSON to this path.
         """
         from device_bench.atomicio import write_json
-        from device_bench.runner import BenchOptions
-        from device_bench.targets import get_target
+        from edgekit import api
 
         if energy not in ("none", "auto"):
             raise InputError(f"--energy must be none or auto in this version, got {energy!r}")
-        if not Path(model).is_file():
-            raise InputError(f"model {model!r} does not exist; expected a .tflite file")
-        options = BenchOptions(threads=threads, warmup=warmup, runs=runs,
-                               min_seconds=min_seconds, windows=windows)
-        result = get_target(target).bench(model, options)
+        result = api.bench(model, target=target, threads=threads, warmup=warmup, runs=runs,
+                           min_seconds=min_seconds, windows=windows)
         lat = result["latency_ms"]
         _print(f"{model} on {target}: p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  "
                f"p99 {lat['p99']:.3f} ms  mean {lat['mean']:.3f} ± {lat['std']:.3f} ms  "
@@ -236,6 +193,18 @@ class EdgekitCLI:
                f"peak RSS {result['memory']['peak_rss_mb']} MB  ({result['runs']} runs)")
         if json:
             write_json(json, result)
+
+    def compare(self, run_a: str, run_b: str) -> None:
+        """Shows what changed between two runs: accuracy, size, latency, ops, budgets.
+
+        Args:
+            run_a: A run folder (or its report.json): before.
+            run_b: The same: after.
+        """
+        from edgekit import api
+        from edgekit.comparison import format_comparison
+
+        _print(format_comparison(api.compare(run_a, run_b), str(run_a), str(run_b)))
 
     def models(self) -> None:
         """Lists the reference models that recipes and `run` can name."""

@@ -32,6 +32,7 @@ from edgekit.compress import kernel_sparsity
 from edgekit.data import Dataset, load_data
 from edgekit.errors import InputError
 from edgekit.recipe import Recipe
+from edgekit.stage_cache import StageCache, file_sha256, fingerprint, place
 from edgekit.training import accuracy, fit
 
 Log = Callable[[str], None]
@@ -145,16 +146,44 @@ class Pipeline:
         recipe: What to run.
         out: The run folder.
         log: Progress sink (stderr by default).
+        resume: Reuse stages finished by an earlier run in ``out`` (same fingerprint).
+        cache: A shared stage cache (sweeps); default: ``out``'s own ``stages.json``.
     """
 
-    def __init__(self, recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None):
+    def __init__(self, recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None,
+                 resume: bool = False, cache: StageCache | None = None):
+        if recipe.sweep:
+            raise InputError("this recipe has a sweep; run it with edgekit.sweep.run_sweep")
         self.recipe = recipe
         self.out = check_out_dir(out)
         self.log = log or _stderr_log
         self.entries: list[dict[str, Any]] = []
+        self.resume = resume
+        self.cache = cache
+        self._fp = ""
+
+    def _model_fingerprint(self, needs_training: bool) -> str:
+        r = self.recipe
+        source: dict[str, Any] = {"model": r.model, "data": r.data, "seed": r.seed}
+        if needs_training:
+            source["train"] = r.train.to_dict()
+        else:
+            source["model_sha256"] = file_sha256(r.model)
+        return fingerprint("", source)
+
+    def _reuse(self, fp: str, dest: Path) -> tuple[keras.Model, dict[str, Any]] | None:
+        """Loads a finished stage from the cache into ``dest``, or None."""
+        hit = self.cache.lookup(fp) if self.cache is not None else None
+        if hit is None:
+            return None
+        path = place(hit["path"], dest)
+        entry = {**hit["entry"], "reused": os.path.relpath(hit["path"], self.out)}
+        self.entries.append(entry)
+        self.log(f"{entry['name']}: reused finished stage ({entry['reused']})")
+        return load_model(path), entry
 
     # -- stages ---------------------------------------------------------------------------
-    def _resolve_inputs(self) -> tuple[keras.Model, Dataset, bool]:
+    def resolve_inputs(self) -> tuple[keras.Model, Dataset, bool]:
         """Loads or builds the model and loads the data; writes nothing (bad input fails here).
 
         Returns:
@@ -180,6 +209,10 @@ class Pipeline:
                      ) -> keras.Model:
         r = self.recipe
         t0 = time.perf_counter()
+        self._fp = self._model_fingerprint(needs_training)
+        reused = self._reuse(self._fp, self.out / "float.keras")
+        if reused is not None:
+            return reused[0]
         if needs_training:
             self.log(f"train {r.model} on {data.name} ({r.train.epochs} epochs, "
                      f"{len(data.x_train)} samples)")
@@ -193,8 +226,13 @@ class Pipeline:
         else:
             details = {"source": "loaded", "model": str(r.model)}
         path = save_model(model, self.out / "float.keras")
-        self._add_keras_entry("float", "float", path, model, data, details, t0)
+        entry = self._add_keras_entry("float", "float", path, model, data, details, t0)
+        self._record(path, entry)
         return model
+
+    def _record(self, path: Path, entry: dict[str, Any]) -> None:
+        if self.cache is not None:
+            self.cache.record(self._fp, path, entry)
 
     def _add_keras_entry(
         self, name: str, kind: str, path: Path, model: keras.Model, data: Dataset,
@@ -217,21 +255,55 @@ class Pipeline:
         self.log(f"{name}: held-out accuracy {acc:.2%}, sparsity {entry['sparsity']}")
         return entry
 
-    def _compress(self, model: keras.Model, data: Dataset) -> keras.Model:
+    def _compress(self, model: keras.Model, data: Dataset) -> list[tuple[str, keras.Model]]:
+        """Applies the recipe's stages in order.
+
+        Returns:
+            ``(stage name, model)`` after float and after every stage, in order.
+        """
+        models = [("float", model)]
         seen: dict[str, int] = {}
         for stage in self.recipe.stages:
             t0 = time.perf_counter()
             base = stage.class_name.lower()
             seen[base] = seen.get(base, 0) + 1
             name = base if seen[base] == 1 else f"{base}{seen[base]}"
+            self._fp = fingerprint(self._fp, stage.to_dict())
+            suffix = stage.artefact_suffix
+            reused = self._reuse(self._fp, self.out / f"{name}{suffix}")
+            if reused is not None:
+                model = reused[0]
+                models.append((name, model))
+                continue
             self.log(f"stage {name}: {stage.to_dict()['config']}")
             result = stage.apply(model, data)
-            path = save_model(result.model, self.out / f"{name}{result.artefact_suffix}")
+            path = save_model(result.model, self.out / f"{name}{suffix}")
             # Stages hand on files: reload what was saved so the next stage starts from it.
             model = load_model(path)
             details = {"config": stage.to_dict(), **result.details}
-            self._add_keras_entry(name, stage.class_name, path, model, data, details, t0)
-        return model
+            entry = self._add_keras_entry(name, stage.class_name, path, model, data, details, t0)
+            self._record(path, entry)
+            models.append((name, model))
+        return models
+
+    def _conversion_source(self, models: list[tuple[str, keras.Model]], mode: Any
+                           ) -> tuple[str, keras.Model]:
+        """The stage whose model the deliverable is converted from.
+
+        The last stage, except that a QAT model's learned ranges are int8 ranges: other modes
+        convert the last model before QAT (and the log says so).
+        """
+        from edgekit.converters import Mode
+
+        kinds = {e["name"]: e.get("kind") for e in self.entries}
+        if mode == Mode.INT8:
+            return models[-1]
+        for name, model in reversed(models):
+            if kinds.get(name) != "QAT":
+                if name != models[-1][0]:
+                    self.log(f"mode {mode.value}: converting {name!r} (QAT ranges are int8-only)")
+                return name, model
+        return models[0]
 
     def _convert(self, model: keras.Model, data: Dataset, name: str, config: Any,
                  source: str) -> tuple[Path, dict[str, Any]]:
@@ -318,15 +390,15 @@ class Pipeline:
 
         t0 = time.perf_counter()
         r = self.recipe
-        model, data, needs_training = self._resolve_inputs()
+        model, data, needs_training = self.resolve_inputs()
         prepare_out_dir(self.out)
+        if self.cache is None:
+            self.cache = StageCache(self.out, reuse=self.resume)
         write_text(self.out / "recipe.yaml", r.to_yaml())
         float_model = self._float_model(model, data, needs_training)
-        final_model = self._compress(float_model, data)
+        models = self._compress(float_model, data)
         config = r.convert.conversion_config()
-        # The deliverable comes from the last compression stage (taken before the float32
-        # baseline adds its own entry).
-        source = self.entries[-1]["name"]
+        source, final_model = self._conversion_source(models, config.mode)
         if r.convert.float32_baseline and config.mode != Mode.FLOAT32:
             path, entry = self._convert(float_model, data, "float32",
                                         ConversionConfig(mode=Mode.FLOAT32), "float")
@@ -338,20 +410,24 @@ class Pipeline:
         report = build_report(r, data, self.entries, seconds=time.perf_counter() - t0)
         write_json(self.out / "report.json", report)
         write_text(self.out / "report.md", render_markdown(report))
+        from edgekit.report_html import write_html
+
+        write_html(self.out / "report.html", report)
         self.log(f"report: {self.out / 'report.md'}")
         return report
 
 
-def run_pipeline(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None
-                 ) -> dict[str, Any]:
+def run_pipeline(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None,
+                 resume: bool = False) -> dict[str, Any]:
     """Runs ``recipe`` into ``out`` (see :class:`Pipeline`).
 
     Args:
         recipe: What to run.
         out: The run folder.
         log: Progress sink (stderr by default).
+        resume: Reuse the stages an earlier run in ``out`` finished.
 
     Returns:
         The report dict.
     """
-    return Pipeline(recipe, out, log=log).run()
+    return Pipeline(recipe, out, log=log, resume=resume).run()

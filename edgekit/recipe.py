@@ -19,8 +19,11 @@ recipe (every default filled in), which the pipeline saves in the run folder.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +127,8 @@ class Budgets:
         max_accuracy_drop: Max held-out accuracy loss of the final model vs float, in points.
         max_size_kb: Max size of the final model file (KiB, raw bytes / 1024).
         max_latency_ms: Max latency per target name, at ``latency_stat``.
+        max_energy_mj: Max energy per inference (mJ) per target name; a target whose energy was
+            not measured fails this budget.
         latency_stat: Which latency figure the limits apply to.
         require_int8: The final model must be full-integer (no float op, no float I/O).
     """
@@ -131,6 +136,7 @@ class Budgets:
     max_accuracy_drop: float | None = None
     max_size_kb: float | None = None
     max_latency_ms: dict[str, float] = field(default_factory=dict)
+    max_energy_mj: dict[str, float] = field(default_factory=dict)
     latency_stat: str = "p50"
     require_int8: bool = False
 
@@ -139,16 +145,55 @@ class Budgets:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, (int, float)) or v < 0):
                 raise InputError(f"budgets.{name} must be a number >= 0, got {v!r}")
-        if not isinstance(self.max_latency_ms, dict):
-            raise InputError(
-                "budgets.max_latency_ms must map target names to milliseconds, "
-                f"got {self.max_latency_ms!r}"
-            )
+        for name, unit in (("max_latency_ms", "milliseconds"), ("max_energy_mj", "millijoules")):
+            limits = getattr(self, name)
+            if not isinstance(limits, dict) or not all(
+                isinstance(v, (int, float)) and v >= 0 for v in limits.values()
+            ):
+                raise InputError(
+                    f"budgets.{name} must map target names to {unit} (numbers >= 0), "
+                    f"got {limits!r}"
+                )
         if self.latency_stat not in LATENCY_STATS:
             raise InputError(
                 f"budgets.latency_stat must be one of {', '.join(LATENCY_STATS)}, "
                 f"got {self.latency_stat!r}"
             )
+
+
+def _check_sweep(sweep: Any, source: str) -> dict[str, list[Any]]:
+    if not isinstance(sweep, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and v for k, v in sweep.items()
+    ):
+        raise InputError(
+            f"{source}: sweep must map dotted recipe paths to non-empty lists of values, "
+            f"got {sweep!r}"
+        )
+    return {k: list(v) for k, v in sweep.items()}
+
+
+def _set_path(raw: dict[str, Any], path: str, value: Any) -> None:
+    """Sets ``raw[a][b][0][c] = value`` for ``path == "a.b.0.c"`` (the path must exist)."""
+    node: Any = raw
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise InputError(f"sweep path {path!r}: {part!r} is not an index of a "
+                                 f"{len(node)}-item list")
+            key: Any = int(part)
+        elif isinstance(node, dict):
+            if part not in node:
+                raise InputError(f"sweep path {path!r}: no key {part!r}; known keys: "
+                                 f"{', '.join(map(str, node))}")
+            key = part
+        else:
+            raise InputError(f"sweep path {path!r}: {parts[i - 1]!r} holds a value, not a mapping")
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
 
 
 @dataclass(frozen=True)
@@ -164,6 +209,9 @@ class Recipe:
         bench: Benchmark.
         budgets: Pass/fail limits.
         seed: Global seed (weights init, training order).
+        sweep: Alternatives to try: dotted path into the recipe -> list of values (e.g.
+            ``{"stages.0.config.final_sparsity": [0.5, 0.9], "convert.mode": ["int8",
+            "int16x8"]}``); every combination runs as one candidate.
     """
 
     model: str = "demo_cnn"
@@ -174,6 +222,7 @@ class Recipe:
     bench: BenchSpec = field(default_factory=BenchSpec)
     budgets: Budgets = field(default_factory=Budgets)
     seed: int = 0
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "recipe") -> Recipe:
@@ -207,10 +256,43 @@ class Recipe:
             cfg["bench"] = BenchSpec(**checked_kwargs(BenchSpec, cfg["bench"], "bench"))
         if "budgets" in cfg:
             b = checked_kwargs(Budgets, cfg["budgets"], "budgets")
-            if b.get("max_latency_ms") is None:
-                b.pop("max_latency_ms", None)
+            for key in ("max_latency_ms", "max_energy_mj"):
+                if b.get(key) is None:
+                    b.pop(key, None)
             cfg["budgets"] = Budgets(**b)
-        return cls(**cfg)
+        if "sweep" in cfg:
+            cfg["sweep"] = _check_sweep(cfg["sweep"], source)
+        recipe = cls(**cfg)
+        if recipe.sweep:
+            recipe.candidates()  # every combination must be a valid recipe
+        return recipe
+
+    def candidates(self) -> list[tuple[str, dict[str, Any], Recipe]]:
+        """Expands :attr:`sweep` into one recipe per combination (the cartesian product).
+
+        Returns:
+            ``(name, params, recipe)`` per candidate, in a stable order; a recipe without a
+            sweep gives one candidate named ``"run"`` with no params.
+
+        Raises:
+            InputError: A path that names nothing in the recipe, or a combination that is not a
+                valid recipe.
+        """
+        if not self.sweep:
+            return [("run", {}, self)]
+        base = self.to_dict()
+        base.pop("sweep")
+        paths = list(self.sweep)
+        out: list[tuple[str, dict[str, Any], Recipe]] = []
+        for i, values in enumerate(itertools.product(*(self.sweep[p] for p in paths))):
+            params = dict(zip(paths, values, strict=True))
+            raw = copy.deepcopy(base)
+            for path, value in params.items():
+                _set_path(raw, path, value)
+            label = "-".join(f"{p.split('.')[-1]}={v}" for p, v in params.items())
+            name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"c{i}-{label}")
+            out.append((name, params, Recipe.from_dict(raw, source=f"sweep candidate {name}")))
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recipe:
@@ -250,6 +332,7 @@ class Recipe:
             "bench": {**asdict(self.bench), "targets": list(self.bench.targets)},
             "budgets": asdict(self.budgets),
             "seed": self.seed,
+            "sweep": {k: list(v) for k, v in self.sweep.items()},
         }
 
     def to_yaml(self) -> str:

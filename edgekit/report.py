@@ -57,6 +57,12 @@ def evaluate_budgets(
         out.append({"name": f"max_latency_ms[{target}]", "limit": limit, "value": value,
                     "unit": f"ms ({budgets.latency_stat})",
                     "passed": value is not None and value <= limit})
+    for target, limit in budgets.max_energy_mj.items():
+        res = final.get("bench", {}).get(target)
+        energy = None if res is None else res.get("energy")
+        value = None if not energy else energy.get("mj_per_inference")
+        out.append({"name": f"max_energy_mj[{target}]", "limit": limit, "value": value,
+                    "unit": "mJ/inference", "passed": value is not None and value <= limit})
     if budgets.require_int8:
         insp = final.get("inspection", {})
         full = bool(insp.get("full_integer"))

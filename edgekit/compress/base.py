@@ -51,6 +51,8 @@ class SerializableStage:
     """Mixin giving frozen-dataclass stages ``to_dict``/``from_dict``/``get_config``."""
 
     class_name: ClassVar[str] = ""
+    # File format of the stage's output model (QAT models only round-trip through .h5).
+    artefact_suffix: ClassVar[str] = ".keras"
 
     def get_config(self) -> dict[str, Any]:
         """Returns the stage's config (its dataclass fields)."""

@@ -43,6 +43,7 @@ class QAT(SerializableStage):
     """
 
     class_name: ClassVar[str] = "QAT"
+    artefact_suffix: ClassVar[str] = ".h5"
 
     epochs: int = 10
     learning_rate: float = 1e-4
@@ -103,4 +104,4 @@ class QAT(SerializableStage):
             "train_accuracy": accuracy(qmodel, data.x_train, data.y_train),
             "history": history,
         }
-        return StageResult(model=qmodel, details=details, artefact_suffix=".h5")
+        return StageResult(model=qmodel, details=details, artefact_suffix=self.artefact_suffix)

@@ -175,24 +175,63 @@ def test_qat_output_must_be_h5(fast_run, tmp_path, capsys, cli):
     assert "must be saved as .h5" in _one_line_error(capsys)
 
 
-def test_impossible_budget_exits_1_and_still_writes_the_report(tmp_path, capsys, cli, fast_recipe):
-    tight = {
-        **fast_recipe,
-        "train": {"epochs": 1},
-        "stages": [{"class_name": "Prune", "config": {"final_sparsity": 0.5, "epochs": 1}}],
-        "convert": {"mode": "int8", "calibration_samples": 16, "float32_baseline": False},
-        "budgets": {"max_size_kb": 1.0, "require_int8": True},
-    }
+def test_impossible_budget_exits_1_with_junit_and_a_loose_one_exits_0(tmp_path, capsys, cli,
+                                                                      fast_recipe):
+    import xml.etree.ElementTree as ET
+
+    tight = {**fast_recipe, "train": {"epochs": 1},
+             "stages": [{"class_name": "Prune", "config": {"final_sparsity": 0.5, "epochs": 1}}],
+             "convert": {"mode": "int8", "calibration_samples": 16, "float32_baseline": False},
+             "budgets": {"max_size_kb": 1.0, "require_int8": True}}
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(tight))
-    out = tmp_path / "run"
-    assert cli(["run", str(recipe), "--out", str(out)]) == 1
+    out, junit = tmp_path / "run", tmp_path / "junit.xml"
+    assert cli(["run", str(recipe), "--out", str(out), "--junit", str(junit)]) == 1
     err = capsys.readouterr().err
     assert "budget(s) failed: max_size_kb" in err
     report = json.loads((out / "report.json").read_text())
     assert report["passed"] is False
     failed = [b for b in report["budgets"] if not b["passed"]]
     assert [b["name"] for b in failed] == ["max_size_kb"] and failed[0]["value"] > 1.0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    failure = suite.find("testcase[@name='max_size_kb']/failure")
+    assert failure is not None and "1.0" in failure.get("message")
+    assert suite.find("testcase[@name='require_int8']/failure") is None
+    # The same recipe with a loose budget passes (resumed: only the budgets changed).
+    tight["budgets"]["max_size_kb"] = 4096.0
+    recipe.write_text(yaml.safe_dump(tight))
+    assert cli(["run", str(recipe), "--out", str(out), "--junit", str(junit), "--resume"]) == 0
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "0")
+
+
+def test_compare_prints_what_changed(fast_run, tmp_path, cli, capsys):
+    out, report = fast_run
+    changed = json.loads(json.dumps(report))
+    changed["final"]["accuracy"] -= 0.05
+    changed["final"]["bytes"] += 4096
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "report.json").write_text(json.dumps(changed))
+    assert cli(["compare", str(out), str(tmp_path / "b")]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "-5.00" in text
+    assert "+4.0" in text  # KiB
+    assert cli(["compare", str(out), str(tmp_path / "missing")]) == 2
+    assert "does not exist; expected an edgekit run folder" in _one_line_error(capsys)
+
+
+def test_python_api_mirrors_the_cli(fast_run):
+    import edgekit
+
+    out, _ = fast_run
+    found = edgekit.inspect(out / "model_int8.tflite")
+    assert found["inspection"].full_integer and len(found["weight_sparsity"]) == 5
+    diff = edgekit.compare(out, out)
+    assert diff["final"]["accuracy"]["delta"] == 0
+    result = edgekit.bench(out / "model_int8.tflite", runs=10, warmup=1, min_seconds=0.02)
+    assert result["schema"] == "edgekit.bench/1"
+    assert {"run", "demo", "compress", "convert"} <= set(edgekit.__all__)
 
 
 def test_models_lists_demo_cnn(capsys, cli):

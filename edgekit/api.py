@@ -1,0 +1,288 @@
+"""The Python API: one function per CLI command, returning results instead of printing.
+
+::
+
+    import edgekit
+    outcome = edgekit.run("recipe.yaml", "runs/r1", junit="budgets.xml")
+    outcome.passed, outcome.report["final"]["accuracy"]
+    result = edgekit.convert("model.keras", data="digits", out="m.tflite")
+    edgekit.compare("runs/r1", "runs/r2")
+
+Errors are :class:`edgekit.errors.InputError` (bad input) and friends; budgets that fail do not
+raise here (``outcome.passed`` is False), the CLI turns them into exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+from edgekit.recipe import Recipe
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What :func:`run` produced.
+
+    Attributes:
+        out: The run (or sweep) folder.
+        report: The run's ``edgekit.report/1`` (a sweep: its most accurate front candidate's).
+        sweep: The ``edgekit.sweep/1`` dict when the recipe had a sweep, else None.
+        reports: Every candidate's report by name (one entry, "run", without a sweep).
+        junit: The JUnit file written, if any.
+    """
+
+    out: Path
+    report: dict[str, Any]
+    sweep: dict[str, Any] | None = None
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    junit: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when every budget of every candidate held."""
+        return bool(self.sweep["passed"] if self.sweep else self.report["passed"])
+
+    @property
+    def failed_budgets(self) -> list[str]:
+        """Names of the failed budgets (``candidate: budget`` in a sweep)."""
+        if self.sweep is None:
+            return [b["name"] for b in self.report["budgets"] if not b["passed"]]
+        return [f"{c['name']}: {b}" for c in self.sweep["candidates"] for b in c["failed_budgets"]]
+
+
+def _as_recipe(recipe: Recipe | PathLike | dict[str, Any]) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return Recipe.from_dict(recipe)
+    return Recipe.load(recipe)
+
+
+def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", *,
+        resume: bool = False, junit: PathLike | None = None, log: Any = None) -> RunOutcome:
+    """Runs a recipe (a sweep when it has one) and writes its reports.
+
+    Args:
+        recipe: A :class:`Recipe`, a recipe file, or a recipe mapping.
+        out: The run folder.
+        resume: Reuse the stages an earlier run in ``out`` finished.
+        junit: Also write JUnit XML with one test case per budget (per candidate in a sweep).
+        log: Progress sink (stderr by default).
+
+    Returns:
+        The :class:`RunOutcome`.
+
+    Raises:
+        InputError: Bad recipe, model, data or output folder.
+    """
+    from edgekit.junit import budget_testcases, write_junit
+    from edgekit.pipeline import check_out_dir, run_pipeline
+    from edgekit.sweep import run_sweep
+
+    r = _as_recipe(recipe)
+    if junit is not None:
+        check_out_dir(Path(junit).parent)
+    out_path = Path(out)
+    if r.sweep:
+        sweep, reports = run_sweep(r, out_path, log=log, resume=resume)
+        best = max((c for c in sweep["candidates"] if c["pareto"]), key=lambda c: c["accuracy"])
+        outcome = RunOutcome(out_path, reports[best["name"]], sweep, reports)
+        suites = [(name, budget_testcases(rep, name)) for name, rep in reports.items()]
+    else:
+        report = run_pipeline(r, out_path, log=log, resume=resume)
+        outcome = RunOutcome(out_path, report, None, {"run": report})
+        suites = [("run", budget_testcases(report, "run"))]
+    if junit is not None:
+        path = write_junit(junit, suites)
+        outcome = RunOutcome(outcome.out, outcome.report, outcome.sweep, outcome.reports, path)
+    return outcome
+
+
+def demo(out: PathLike = "runs/demo", *, junit: PathLike | None = None) -> RunOutcome:
+    """The embedded default: demo CNN on digits -> prune 80 % -> PQAT -> int8 -> bench -> report.
+
+    Args:
+        out: The run folder.
+        junit: Optional JUnit XML of the budgets.
+
+    Returns:
+        The :class:`RunOutcome`.
+    """
+    return run(Recipe.demo(), out, junit=junit)
+
+
+def compress(model: PathLike, *, out: PathLike, data: str = "digits",
+             prune: float | None = None, qat: bool = False, epochs: int | None = None,
+             log: Any = print) -> dict[str, Any]:
+    """Prunes and/or quantization-aware-trains a Keras model file.
+
+    Args:
+        model: A .keras / .h5 / SavedModel path.
+        out: Output model (.keras or .h5; .h5 required with ``qat``).
+        data: "digits", an .npz with x and y, or an image folder.
+        prune: Final sparsity in [0, 1); None skips pruning.
+        qat: Quantization-aware training (prune-preserving when the model is sparse).
+        epochs: Fine-tuning epochs of each stage (None: each stage's default).
+        log: Progress sink.
+
+    Returns:
+        ``{"out", "float_accuracy", "stages": [{"stage", "accuracy", "details"}]}``.
+
+    Raises:
+        InputError: Nothing to do, a bad output suffix, or bad model / data / folder.
+    """
+    from edgekit._keras import load_model, save_model
+    from edgekit.compress import QAT, Prune
+    from edgekit.data import load_data
+    from edgekit.pipeline import check_out_dir, model_input_shape
+    from edgekit.training import accuracy
+
+    out_path = Path(out)
+    if prune is None and not qat:
+        raise InputError("nothing to do: give prune=SPARSITY and/or qat=True")
+    if qat and out_path.suffix != ".h5":
+        raise InputError(f"--out {str(out)!r}: a QAT model must be saved as .h5 (tf_keras cannot "
+                         "reload QAT models from .keras)")
+    if out_path.suffix not in (".keras", ".h5"):
+        raise InputError(f"--out {str(out)!r} must end in .keras or .h5")
+    check_out_dir(out_path.parent)
+    m = load_model(model)
+    ds = load_data(data, input_shape=model_input_shape(m))
+    extra = {} if epochs is None else {"epochs": int(epochs)}
+    stages: list[Any] = []
+    if prune is not None:
+        stages.append(Prune(final_sparsity=float(prune), **extra))
+    if qat:
+        stages.append(QAT(**extra))
+    result: dict[str, Any] = {"out": out_path,
+                              "float_accuracy": accuracy(m, ds.x_test, ds.y_test), "stages": []}
+    log(f"float accuracy {100 * result['float_accuracy']:.2f} %")
+    for stage in stages:
+        applied = stage.apply(m, ds)
+        m = applied.model
+        acc = accuracy(m, ds.x_test, ds.y_test)
+        result["stages"].append({"stage": stage.to_dict(), "accuracy": acc,
+                                 "details": applied.details})
+        log(f"{stage.class_name}: held-out accuracy {100 * acc:.2f} %")
+    save_model(m, out_path)
+    return result
+
+
+def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str = "int8",
+            io: str | None = None, samples: int = 200, seed: int = 0,
+            per_channel: bool = True) -> dict[str, Any]:
+    """Converts a Keras model file to TFLite and verifies it on the held-out split.
+
+    Args:
+        model: A .keras / .h5 / SavedModel path.
+        out: Output .tflite path (the calibration record goes beside it).
+        data: Calibration and verification data.
+        mode: int8 | int16x8 | float16 | dynamic | float32.
+        io: int8 | uint8 | float32 (int8 mode), int16 (int16x8); None: the mode's default.
+        samples: Calibration samples drawn from the training split.
+        seed: Seed of that draw.
+        per_channel: Per-channel weight quantization.
+
+    Returns:
+        ``{"out", "calibration_record" (or None), "verification" (VerificationResult)}``.
+
+    Raises:
+        InputError: Bad arguments, model, data or folder; a model the converter rejects.
+    """
+    from device_bench.atomicio import write_bytes
+    from edgekit._keras import load_model
+    from edgekit.converters import (
+        ConversionConfig,
+        IOType,
+        Mode,
+        calibration_record_path,
+        convert_keras,
+        save_calibration_record,
+        select_calibration,
+        verify_tflite,
+    )
+    from edgekit.data import load_data
+    from edgekit.pipeline import check_out_dir, model_input_shape
+
+    if not str(out).endswith(".tflite"):
+        raise InputError(f"--out must be a path ending in .tflite, got {str(out)!r}")
+    check_out_dir(Path(out).parent)
+    config = ConversionConfig(mode=Mode.parse(mode), io=IOType.parse(io) if io else None,
+                              per_channel=per_channel)
+    m = load_model(model)
+    ds = load_data(data, input_shape=model_input_shape(m))
+    rep = idx = None
+    if config.mode.needs_calibration:
+        rep, idx = select_calibration(ds.x_train, num_samples=samples, seed=seed)
+    blob = convert_keras(m, config, representative=rep)
+    write_bytes(out, blob)
+    record = None
+    if idx is not None:
+        record = save_calibration_record(
+            calibration_record_path(out), indices=ds.train_indices[idx], seed=seed,
+            num_samples=len(idx), source=f"{ds.name} training split")
+    return {"out": Path(out), "calibration_record": record,
+            "verification": verify_tflite(out, ds.x_test, ds.y_test, reference=m)}
+
+
+def inspect(model: PathLike) -> dict[str, Any]:
+    """Inspects a .tflite: ops, dtypes, I/O quantization, size raw/gzip, weight sparsity.
+
+    Args:
+        model: The .tflite file.
+
+    Returns:
+        ``{"inspection": InspectionResult, "weight_sparsity": [...]}``.
+
+    Raises:
+        InputError: Missing file or not a TFLite flatbuffer.
+    """
+    from edgekit.converters import inspect_tflite, weight_sparsity
+
+    return {"inspection": inspect_tflite(model), "weight_sparsity": weight_sparsity(model)}
+
+
+def bench(model: PathLike, *, target: str = "local", **options: Any) -> dict[str, Any]:
+    """Benchmarks a .tflite on a target.
+
+    Args:
+        model: The .tflite file.
+        target: Target spec (``local``).
+        **options: ``device_bench.runner.BenchOptions`` fields (threads, warmup, runs, ...).
+
+    Returns:
+        The ``edgekit.bench/1`` result.
+
+    Raises:
+        InputError: Missing model. BenchInputError: bad options or target.
+    """
+    from device_bench.runner import BenchOptions
+    from device_bench.targets import get_target
+
+    if not Path(model).is_file():
+        raise InputError(f"model {str(model)!r} does not exist; expected a .tflite file")
+    return get_target(target).bench(str(model), BenchOptions(**options))
+
+
+def compare(run_a: PathLike, run_b: PathLike) -> dict[str, Any]:
+    """What changed between two runs (accuracy, size, latency, ops, budgets).
+
+    Args:
+        run_a: A run folder or its report.json (before).
+        run_b: The same for after.
+
+    Returns:
+        The comparison dict of :func:`edgekit.comparison.compare_reports`.
+
+    Raises:
+        InputError: A path that is not an edgekit run.
+    """
+    from edgekit.comparison import compare_reports, load_run
+
+    return compare_reports(load_run(run_a), load_run(run_b))

@@ -1,0 +1,187 @@
+"""Sweeps: every combination of a recipe's ``sweep`` alternatives, and their Pareto front.
+
+::
+
+    OUT/sweep.json                 edgekit.sweep/1: candidates, their figures, the Pareto front
+    OUT/report.md, OUT/report.html the comparison (the HTML has the Pareto plot)
+    OUT/candidates/<name>/         one full run folder per candidate
+    OUT/stages.json                finished stages shared by the candidates
+
+Candidates share finished stages through one :class:`~edgekit.stage_cache.StageCache`: the float
+model is trained once, and candidates that differ only in conversion reuse the compression.
+A candidate is on the Pareto front when no other candidate is at least as accurate, at least as
+fast (p50 on the first bench target) and at least as small, and strictly better in one of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from device_bench.atomicio import write_json, write_text
+from edgekit.pipeline import Log, Pipeline, _stderr_log, check_out_dir, prepare_out_dir
+from edgekit.recipe import Recipe
+from edgekit.stage_cache import StageCache
+
+SCHEMA = "edgekit.sweep/1"
+
+
+def candidate_summary(name: str, params: dict[str, Any], run: str, report: dict[str, Any],
+                      targets: tuple[str, ...]) -> dict[str, Any]:
+    """The figures of one candidate that the sweep compares.
+
+    Args:
+        name: Candidate name.
+        params: The swept values.
+        run: Its run folder, relative to the sweep folder.
+        report: Its ``edgekit.report/1``.
+        targets: Bench targets.
+
+    Returns:
+        A JSON-ready dict (latency ``None`` where a target was not measured).
+    """
+    final_entry = next(e for e in reversed(report["stages"]) if e.get("final"))
+    latency: dict[str, float | None] = {}
+    for t in targets:
+        res = final_entry.get("bench", {}).get(t)
+        latency[t] = None if res is None else res["latency_ms"].get("p50")
+    final = report["final"]
+    return {
+        "name": name,
+        "params": params,
+        "run": run,
+        "accuracy": final["accuracy"],
+        "float_accuracy": final["float_accuracy"],
+        "accuracy_drop_points": final["accuracy_drop_points"],
+        "bytes": final["bytes"],
+        "gzip_bytes": final["gzip_bytes"],
+        "latency_ms": latency,
+        "full_integer": final["full_integer"],
+        "passed": report["passed"],
+        "failed_budgets": [b["name"] for b in report["budgets"] if not b["passed"]],
+    }
+
+
+def pareto_front(candidates: list[dict[str, Any]], target: str | None) -> list[str]:
+    """Names of the non-dominated candidates (max accuracy, min p50 latency, min bytes).
+
+    Latency counts only when every candidate has it for ``target``.
+
+    Args:
+        candidates: Candidate summaries.
+        target: The bench target whose p50 counts (None: ignore latency).
+
+    Returns:
+        Names on the front, in input order.
+    """
+    use_latency = target is not None and all(
+        c["latency_ms"].get(target) is not None for c in candidates)
+
+    def key(c: dict[str, Any]) -> tuple[float, ...]:
+        # All objectives as "smaller is better".
+        acc = -(c["accuracy"] if c["accuracy"] is not None else float("-inf"))
+        lat = (c["latency_ms"][target],) if use_latency else ()
+        return (acc, *lat, float(c["bytes"]))
+
+    keys = [key(c) for c in candidates]
+    front = []
+    for i, c in enumerate(candidates):
+        dominated = any(
+            all(o <= m for o, m in zip(keys[j], keys[i], strict=True)) and keys[j] != keys[i]
+            for j in range(len(candidates)) if j != i
+        )
+        if not dominated:
+            front.append(c["name"])
+    return front
+
+
+def render_sweep_markdown(sweep: dict[str, Any]) -> str:
+    """The sweep comparison for people (Markdown)."""
+    targets = sweep["targets"]
+    head = ["candidate", *sweep["axes"], "accuracy", "drop", "KiB", "gzip KiB",
+            *(f"p50 {t} ms" for t in targets), "int", "budgets", "front"]
+    lines = [f"# edgekit sweep — {len(sweep['candidates'])} candidates", "",
+             "Pareto front: max held-out accuracy, min p50 latency"
+             f"{f' ({targets[0]})' if targets else ''}, min size. "
+             "Each candidate's full report is in its run folder.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in sweep["candidates"]:
+        lat = [("—" if c["latency_ms"].get(t) is None else f"{c['latency_ms'][t]:.4f}")
+               for t in targets]
+        cells = [f"[{c['name']}]({c['run']}/report.md)",
+                 *(str(c["params"].get(a)) for a in sweep["axes"]),
+                 f"{100 * c['accuracy']:.2f} %", f"{c['accuracy_drop_points']:.2f}",
+                 f"{c['bytes'] / 1024:.1f}", f"{c['gzip_bytes'] / 1024:.1f}", *lat,
+                 "yes" if c["full_integer"] else "no",
+                 "pass" if c["passed"] else "FAIL: " + ", ".join(c["failed_budgets"]),
+                 "**yes**" if c["pareto"] else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Overall: **{'PASS' if sweep['passed'] else 'FAIL'}** (every candidate must "
+              "meet every budget).", ""]
+    return "\n".join(lines)
+
+
+def run_sweep(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None,
+              resume: bool = False) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Runs every candidate of ``recipe.sweep`` and writes the comparison.
+
+    Args:
+        recipe: A recipe (with or without a sweep; without, there is one candidate).
+        out: The sweep folder.
+        log: Progress sink.
+        resume: Reuse stages finished by an earlier invocation in ``out``.
+
+    Returns:
+        (the ``edgekit.sweep/1`` dict, the candidates' reports by name).
+
+    Raises:
+        InputError: Bad recipe values, model or data (before anything is written).
+    """
+    log = log or _stderr_log
+    root = check_out_dir(out)
+    candidates = recipe.candidates()
+    # Resolve inputs of the first candidate before writing anything (bad input fails here).
+    Pipeline(candidates[0][2], root / "candidates" / candidates[0][0], log=log).resolve_inputs()
+    prepare_out_dir(root)
+    write_text(root / "recipe.yaml", recipe.to_yaml())
+    cache = StageCache(root, reuse=resume)
+    # Within one sweep, finished stages are always shared (cache lookups on after the first).
+    cache.reuse = True
+    if not resume:
+        cache.index = {}
+    reports: dict[str, dict[str, Any]] = {}
+    summaries = []
+    for i, (name, params, cand) in enumerate(candidates):
+        log(f"candidate {i + 1}/{len(candidates)}: {name}")
+        run_dir = root / "candidates" / name
+        report = Pipeline(cand, run_dir, log=log, cache=cache).run()
+        reports[name] = report
+        summaries.append(candidate_summary(name, params, os.path.relpath(run_dir, root), report,
+                                           cand.bench.targets))
+    targets = list(recipe.bench.targets)
+    front = pareto_front(summaries, targets[0] if targets else None)
+    for c in summaries:
+        c["pareto"] = c["name"] in front
+    sweep = {
+        "schema": SCHEMA,
+        "axes": {k: list(v) for k, v in recipe.sweep.items()},
+        "targets": targets,
+        "candidates": summaries,
+        "pareto_front": front,
+        "passed": all(c["passed"] for c in summaries),
+    }
+    write_json(root / "sweep.json", sweep)
+    write_text(root / "report.md", render_sweep_markdown(sweep))
+    _write_html(root, sweep, reports)
+    log(f"sweep: {len(summaries)} candidates, Pareto front {front}; {root / 'report.md'}")
+    return sweep, reports
+
+
+def _write_html(root: Path, sweep: dict[str, Any], reports: dict[str, dict[str, Any]]) -> None:
+    """report.html: the sweep page, built around the most accurate front candidate."""
+    from edgekit.report_html import write_html
+
+    front = [c for c in sweep["candidates"] if c["pareto"]] or sweep["candidates"]
+    best = max(front, key=lambda c: c["accuracy"])
+    write_html(root / "report.html", reports[best["name"]], sweep=sweep)
