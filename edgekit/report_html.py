@@ -339,8 +339,8 @@ def _plot_pareto(sweep: dict[str, Any]) -> str:
     fig.suptitle("Sweep: accuracy vs latency and size", parse_math=False)
     caption = (f"Every sweep candidate (latency: first target, {target}). Orange points, joined "
                "by a line, are the Pareto front: no other candidate is at least as good in "
-               "accuracy, latency and size together, so in one 2-D panel a front point can look "
-               "dominated. Hollow markers failed a budget.")
+               "accuracy, latency (within 3 %), raw size and gzip size together, so in one 2-D "
+               "panel a front point can look dominated. Hollow markers failed a budget.")
     if missing:
         caption += f" Not measured for: {', '.join(sorted(missing))}."
     return _figure("plot-pareto", fig, caption)

@@ -9,8 +9,9 @@
 
 Candidates share finished stages through one :class:`~edgekit.stage_cache.StageCache`: the float
 model is trained once, and candidates that differ only in conversion reuse the compression.
-A candidate is on the Pareto front when no other candidate is at least as accurate, at least as
-fast (p50 on the first bench target) and at least as small, and strictly better in one of them.
+A candidate is on the Pareto front when no other candidate is at least as accurate, as fast (p50
+on the first bench target, within 3 %), as small raw and as small gzipped, and strictly better
+in one of them.
 """
 
 from __future__ import annotations
@@ -63,10 +64,28 @@ def candidate_summary(name: str, params: dict[str, Any], run: str, report: dict[
     }
 
 
-def pareto_front(candidates: list[dict[str, Any]], target: str | None) -> list[str]:
-    """Names of the non-dominated candidates (max accuracy, min p50 latency, min bytes).
+LATENCY_TOLERANCE = 0.03  # latencies within 3 % are the same figure (run-to-run noise)
 
-    Latency counts only when every candidate has it for ``target``.
+
+def _no_worse(a: dict[str, Any], b: dict[str, Any], target: str | None) -> tuple[bool, bool]:
+    """(a is no worse than b on every objective, a is strictly better on one)."""
+    acc_a = a["accuracy"] if a["accuracy"] is not None else float("-inf")
+    acc_b = b["accuracy"] if b["accuracy"] is not None else float("-inf")
+    no_worse = acc_a >= acc_b and a["bytes"] <= b["bytes"] and a["gzip_bytes"] <= b["gzip_bytes"]
+    better = acc_a > acc_b or a["bytes"] < b["bytes"] or a["gzip_bytes"] < b["gzip_bytes"]
+    if target is not None:
+        la, lb = a["latency_ms"][target], b["latency_ms"][target]
+        no_worse = no_worse and la <= lb * (1 + LATENCY_TOLERANCE)
+        better = better or la < lb * (1 - LATENCY_TOLERANCE)
+    return no_worse, better
+
+
+def pareto_front(candidates: list[dict[str, Any]], target: str | None) -> list[str]:
+    """Names of the non-dominated candidates.
+
+    Objectives: max held-out accuracy, min p50 latency on ``target`` (latencies within
+    :data:`LATENCY_TOLERANCE` of each other count as equal), min raw size (memory), min gzip
+    size (download; where pruning pays off). Latency counts only when every candidate has it.
 
     Args:
         candidates: Candidate summaries.
@@ -75,22 +94,18 @@ def pareto_front(candidates: list[dict[str, Any]], target: str | None) -> list[s
     Returns:
         Names on the front, in input order.
     """
-    use_latency = target is not None and all(
-        c["latency_ms"].get(target) is not None for c in candidates)
-
-    def key(c: dict[str, Any]) -> tuple[float, ...]:
-        # All objectives as "smaller is better".
-        acc = -(c["accuracy"] if c["accuracy"] is not None else float("-inf"))
-        lat = (c["latency_ms"][target],) if use_latency else ()
-        return (acc, *lat, float(c["bytes"]))
-
-    keys = [key(c) for c in candidates]
+    if target is not None and any(c["latency_ms"].get(target) is None for c in candidates):
+        target = None
     front = []
-    for i, c in enumerate(candidates):
-        dominated = any(
-            all(o <= m for o, m in zip(keys[j], keys[i], strict=True)) and keys[j] != keys[i]
-            for j in range(len(candidates)) if j != i
-        )
+    for c in candidates:
+        dominated = False
+        for other in candidates:
+            if other is c:
+                continue
+            no_worse, better = _no_worse(other, c, target)
+            if no_worse and better:
+                dominated = True
+                break
         if not dominated:
             front.append(c["name"])
     return front
@@ -103,7 +118,7 @@ def render_sweep_markdown(sweep: dict[str, Any]) -> str:
             *(f"p50 {t} ms" for t in targets), "int", "budgets", "front"]
     lines = [f"# edgekit sweep — {len(sweep['candidates'])} candidates", "",
              "Pareto front: max held-out accuracy, min p50 latency"
-             f"{f' ({targets[0]})' if targets else ''}, min size. "
+             f"{f' ({targets[0]}, within 3 %)' if targets else ''}, min size raw and gzipped. "
              "Each candidate's full report is in its run folder.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in sweep["candidates"]:

@@ -11,8 +11,9 @@ import yaml
 from edgekit.sweep import pareto_front
 
 
-def _cand(name, acc, lat, size):
-    return {"name": name, "accuracy": acc, "latency_ms": {"local": lat}, "bytes": size}
+def _cand(name, acc, lat, size, gz=None):
+    return {"name": name, "accuracy": acc, "latency_ms": {"local": lat}, "bytes": size,
+            "gzip_bytes": size // 2 if gz is None else gz}
 
 
 def test_pareto_front_by_hand():
@@ -24,6 +25,15 @@ def test_pareto_front_by_hand():
     # Latency ignored when a candidate lacks it.
     cands[1]["latency_ms"]["local"] = None
     assert pareto_front(cands, "local") == ["a", "d", "e"]
+
+
+def test_pareto_counts_gzip_size_and_ignores_latency_noise():
+    # Same accuracy and raw size, 1 % slower (noise), half the gzip size: the sparse one wins.
+    dense, sparse = _cand("dense", 0.99, 1.00, 100, gz=60), _cand("sparse", 0.99, 1.01, 100, gz=30)
+    assert pareto_front([dense, sparse], "local") == ["sparse"]
+    # 10 % slower is a real difference: both stay.
+    sparse["latency_ms"]["local"] = 1.10
+    assert pareto_front([dense, sparse], "local") == ["dense", "sparse"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +85,9 @@ def test_pareto_front_is_consistent(sweep_run):
         if c["pareto"]:
             continue
         assert any(f["accuracy"] >= c["accuracy"] and f["bytes"] <= c["bytes"]
-                   and f["latency_ms"]["local"] <= c["latency_ms"]["local"] for f in front)
+                   and f["gzip_bytes"] <= c["gzip_bytes"]
+                   and f["latency_ms"]["local"] <= 1.03 * c["latency_ms"]["local"]
+                   for f in front)
 
 
 def test_html_has_a_pareto_plot_listing_every_candidate(sweep_run):
