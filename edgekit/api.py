@@ -83,7 +83,7 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
     """
     from edgekit.junit import budget_testcases, write_junit
     from edgekit.pipeline import check_out_dir, run_pipeline
-    from edgekit.sweep import run_sweep
+    from edgekit.sweep import best_candidate, run_sweep
 
     r = _as_recipe(recipe)
     if junit is not None:
@@ -91,8 +91,7 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
     out_path = Path(out)
     if r.sweep:
         sweep, reports = run_sweep(r, out_path, log=log, resume=resume)
-        best = max((c for c in sweep["candidates"] if c["pareto"]), key=lambda c: c["accuracy"])
-        outcome = RunOutcome(out_path, reports[best["name"]], sweep, reports)
+        outcome = RunOutcome(out_path, reports[best_candidate(sweep)["name"]], sweep, reports)
         suites = [(name, budget_testcases(rep, name)) for name, rep in reports.items()]
     else:
         report = run_pipeline(r, out_path, log=log, resume=resume)
@@ -195,20 +194,10 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
     Raises:
         InputError: Bad arguments, model, data or folder; a model the converter rejects.
     """
-    from device_bench.atomicio import write_bytes
     from edgekit._keras import load_model
-    from edgekit.converters import (
-        ConversionConfig,
-        IOType,
-        Mode,
-        calibration_record_path,
-        convert_keras,
-        save_calibration_record,
-        select_calibration,
-        verify_tflite,
-    )
+    from edgekit.converters import ConversionConfig, IOType, Mode, verify_tflite
     from edgekit.data import load_data
-    from edgekit.pipeline import check_out_dir, model_input_shape
+    from edgekit.pipeline import check_out_dir, convert_to_file, model_input_shape
 
     if not str(out).endswith(".tflite"):
         raise InputError(f"--out must be a path ending in .tflite, got {str(out)!r}")
@@ -217,16 +206,8 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
                               per_channel=per_channel)
     m = load_model(model)
     ds = load_data(data, input_shape=model_input_shape(m))
-    rep = idx = None
-    if config.mode.needs_calibration:
-        rep, idx = select_calibration(ds.x_train, num_samples=samples, seed=seed)
-    blob = convert_keras(m, config, representative=rep)
-    write_bytes(out, blob)
-    record = None
-    if idx is not None:
-        record = save_calibration_record(
-            calibration_record_path(out), indices=ds.train_indices[idx], seed=seed,
-            num_samples=len(idx), source=f"{ds.name} training split")
+    calibration = convert_to_file(m, ds, config, Path(out), samples=samples, seed=seed)
+    record = None if calibration is None else Path(out).parent / calibration["record"]
     return {"out": Path(out), "calibration_record": record,
             "verification": verify_tflite(out, ds.x_test, ds.y_test, reference=m)}
 

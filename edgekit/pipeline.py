@@ -113,6 +113,47 @@ def overall_sparsity(model: keras.Model) -> float | None:
     return round(zeros / total, 6) if total else None
 
 
+def convert_to_file(model: keras.Model, data: Dataset, config: Any, path: Path, *,
+                    samples: int, seed: int) -> dict[str, Any] | None:
+    """Converts ``model`` to ``path``; calibrates first when the mode needs it.
+
+    Calibration samples are drawn by seed from the training split; their indices (into the
+    data's source) are saved beside the model once the conversion has succeeded.
+
+    Args:
+        model: The Keras model.
+        data: The dataset (training split for calibration).
+        config: A ``ConversionConfig``.
+        path: The ``.tflite`` to write (atomically).
+        samples: Calibration samples to draw.
+        seed: Seed of the draw.
+
+    Returns:
+        ``{"record": file name, "samples", "seed"}``, or None for a mode without calibration.
+
+    Raises:
+        InputError: Calibration data that does not fit, or a model the converter rejects.
+    """
+    from edgekit.converters import (
+        calibration_record_path,
+        convert_keras,
+        save_calibration_record,
+        select_calibration,
+    )
+
+    representative = indices = None
+    if config.mode.needs_calibration:
+        representative, indices = select_calibration(data.x_train, num_samples=samples,
+                                                     seed=seed)
+    write_bytes(path, convert_keras(model, config, representative=representative))
+    if indices is None:
+        return None
+    record = save_calibration_record(
+        calibration_record_path(path), indices=data.train_indices[indices], seed=seed,
+        num_samples=len(indices), source=f"{data.name} training split (indices into the source)")
+    return {"record": record.name, "samples": len(indices), "seed": seed}
+
+
 def model_input_shape(model: keras.Model) -> tuple[int | None, ...]:
     """Sample shape of a single-input model (no batch dim).
 
@@ -307,33 +348,15 @@ class Pipeline:
 
     def _convert(self, model: keras.Model, data: Dataset, name: str, config: Any,
                  source: str) -> tuple[Path, dict[str, Any]]:
-        from edgekit.converters import (
-            convert_keras,
-            inspect_tflite,
-            save_calibration_record,
-            select_calibration,
-            verify_tflite,
-            weight_sparsity,
-        )
+        from edgekit.converters import inspect_tflite, verify_tflite, weight_sparsity
 
         t0 = time.perf_counter()
         spec = self.recipe.convert
         path = self.out / f"{name}.tflite"
-        calibration: dict[str, Any] | None = None
-        representative = indices = None
-        if config.mode.value in ("int8", "int16x8"):
-            representative, indices = select_calibration(
-                data.x_train, num_samples=spec.calibration_samples, seed=spec.calibration_seed)
         self.log(f"convert {source} -> {path.name} ({config.mode.value})")
-        blob = convert_keras(model, config, representative=representative)
-        write_bytes(path, blob)
-        if indices is not None:
-            record = save_calibration_record(
-                self.out / f"{name}.calibration.json", indices=data.train_indices[indices],
-                seed=spec.calibration_seed, num_samples=len(indices),
-                source=f"{data.name} training split (indices into the source)")
-            calibration = {"record": record.name, "samples": len(indices),
-                           "seed": spec.calibration_seed}
+        calibration = convert_to_file(model, data, config, path,
+                                      samples=spec.calibration_samples,
+                                      seed=spec.calibration_seed)
         self.log(f"verify {path.name} on {len(data.x_test)} held-out samples")
         verification = verify_tflite(path, data.x_test, data.y_test, reference=model)
         inspection = inspect_tflite(path)
@@ -393,7 +416,7 @@ class Pipeline:
         model, data, needs_training = self.resolve_inputs()
         prepare_out_dir(self.out)
         if self.cache is None:
-            self.cache = StageCache(self.out, reuse=self.resume)
+            self.cache = StageCache(self.out, resume=self.resume)
         write_text(self.out / "recipe.yaml", r.to_yaml())
         float_model = self._float_model(model, data, needs_training)
         models = self._compress(float_model, data)

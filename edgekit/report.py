@@ -26,6 +26,12 @@ def _version() -> str:
         return "unknown"
 
 
+def _limit(name: str, limit: float, value: float | None, unit: str) -> dict[str, Any]:
+    """One upper-limit budget; a figure that was not measured (None) fails."""
+    return {"name": name, "limit": limit, "value": value, "unit": unit,
+            "passed": value is not None and value <= limit}
+
+
 def evaluate_budgets(
     budgets: Budgets, float_entry: dict[str, Any], final: dict[str, Any]
 ) -> list[dict[str, Any]]:
@@ -44,25 +50,20 @@ def evaluate_budgets(
     if budgets.max_accuracy_drop is not None:
         fa, ta = float_entry.get("accuracy"), final.get("accuracy")
         drop = None if fa is None or ta is None else round(100.0 * (fa - ta), 4)
-        out.append({"name": "max_accuracy_drop", "limit": budgets.max_accuracy_drop,
-                    "value": drop, "unit": "points",
-                    "passed": drop is not None and drop <= budgets.max_accuracy_drop})
+        out.append(_limit("max_accuracy_drop", budgets.max_accuracy_drop, drop, "points"))
     if budgets.max_size_kb is not None:
         kb = round(final["bytes"] / 1024.0, 3)
-        out.append({"name": "max_size_kb", "limit": budgets.max_size_kb, "value": kb,
-                    "unit": "KiB", "passed": kb <= budgets.max_size_kb})
+        out.append(_limit("max_size_kb", budgets.max_size_kb, kb, "KiB"))
+    bench = final.get("bench", {})
     for target, limit in budgets.max_latency_ms.items():
-        res = final.get("bench", {}).get(target)
+        res = bench.get(target)
         value = None if res is None else res["latency_ms"].get(budgets.latency_stat)
-        out.append({"name": f"max_latency_ms[{target}]", "limit": limit, "value": value,
-                    "unit": f"ms ({budgets.latency_stat})",
-                    "passed": value is not None and value <= limit})
+        out.append(_limit(f"max_latency_ms[{target}]", limit, value,
+                          f"ms ({budgets.latency_stat})"))
     for target, limit in budgets.max_energy_mj.items():
-        res = final.get("bench", {}).get(target)
-        energy = None if res is None else res.get("energy")
+        energy = (bench.get(target) or {}).get("energy")
         value = None if not energy else energy.get("mj_per_inference")
-        out.append({"name": f"max_energy_mj[{target}]", "limit": limit, "value": value,
-                    "unit": "mJ/inference", "passed": value is not None and value <= limit})
+        out.append(_limit(f"max_energy_mj[{target}]", limit, value, "mJ/inference"))
     if budgets.require_int8:
         insp = final.get("inspection", {})
         full = bool(insp.get("full_integer"))

@@ -53,17 +53,20 @@ def fingerprint(parent: str, payload: Any) -> str:
 class StageCache:
     """The ``stages.json`` index of a folder.
 
+    Lookups see the stages recorded since the cache was made, plus, with ``resume``, those an
+    earlier run left in ``root``. (Within one run, fingerprints are chained, so a fresh run never
+    finds its own stages; a sweep's candidates find each other's.)
+
     Args:
         root: The folder that holds the index; artefacts are stored relative to it.
-        reuse: Look finished stages up (False: only record, e.g. a fresh run).
+        resume: Start from the index an earlier run wrote (False: start empty).
     """
 
-    def __init__(self, root: str | os.PathLike[str], reuse: bool) -> None:
+    def __init__(self, root: str | os.PathLike[str], resume: bool) -> None:
         self.root = Path(root)
-        self.reuse = reuse
         self.index: dict[str, dict[str, Any]] = {}
         path = self.root / INDEX
-        if reuse and path.is_file():
+        if resume and path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except ValueError:
@@ -77,7 +80,7 @@ class StageCache:
         Args:
             fp: The stage fingerprint.
         """
-        if not self.reuse or fp not in self.index:
+        if fp not in self.index:
             return None
         item = self.index[fp]
         path = self.root / item["artefact"]

@@ -160,11 +160,8 @@ def run_sweep(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = Non
     Pipeline(candidates[0][2], root / "candidates" / candidates[0][0], log=log).resolve_inputs()
     prepare_out_dir(root)
     write_text(root / "recipe.yaml", recipe.to_yaml())
-    cache = StageCache(root, reuse=resume)
-    # Within one sweep, finished stages are always shared (cache lookups on after the first).
-    cache.reuse = True
-    if not resume:
-        cache.index = {}
+    # One cache for all candidates: what one candidate finished, the next reuses.
+    cache = StageCache(root, resume=resume)
     reports: dict[str, dict[str, Any]] = {}
     summaries = []
     for i, (name, params, cand) in enumerate(candidates):
@@ -197,6 +194,17 @@ def _write_html(root: Path, sweep: dict[str, Any], reports: dict[str, dict[str, 
     """report.html: the sweep page, built around the most accurate front candidate."""
     from edgekit.report_html import write_html
 
+    write_html(root / "report.html", reports[best_candidate(sweep)["name"]], sweep=sweep)
+
+
+def best_candidate(sweep: dict[str, Any]) -> dict[str, Any]:
+    """The most accurate candidate on the Pareto front (the sweep's headline run).
+
+    Args:
+        sweep: An ``edgekit.sweep/1`` dict.
+
+    Returns:
+        That candidate's summary.
+    """
     front = [c for c in sweep["candidates"] if c["pareto"]] or sweep["candidates"]
-    best = max(front, key=lambda c: c["accuracy"])
-    write_html(root / "report.html", reports[best["name"]], sweep=sweep)
+    return max(front, key=lambda c: c["accuracy"])

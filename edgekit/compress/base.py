@@ -24,19 +24,20 @@ class StageResult:
     Attributes:
         model: The compressed tf_keras model (wrappers stripped where the stage allows).
         details: JSON-ready facts for the report (layers touched/left and why, sparsity, history).
-        artefact_suffix: File format the pipeline must save this model in (QAT models only
-            round-trip through ``.h5`` in tf_keras).
+
+    The file format of the model is the stage's ``artefact_suffix`` (known before it runs, so a
+    finished stage can be found again).
     """
 
     model: keras.Model
     details: dict[str, Any] = field(default_factory=dict)
-    artefact_suffix: str = ".keras"
 
 
 class Stage(Protocol):
     """A compression stage (plug-in interface)."""
 
     class_name: ClassVar[str]
+    artefact_suffix: ClassVar[str]
 
     def apply(self, model: keras.Model, data: Dataset) -> StageResult:
         """Compresses ``model`` using the training split of ``data``."""

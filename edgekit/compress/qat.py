@@ -104,4 +104,4 @@ class QAT(SerializableStage):
             "train_accuracy": accuracy(qmodel, data.x_train, data.y_train),
             "history": history,
         }
-        return StageResult(model=qmodel, details=details, artefact_suffix=self.artefact_suffix)
+        return StageResult(model=qmodel, details=details)

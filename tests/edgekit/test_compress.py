@@ -53,7 +53,7 @@ def test_schedule_ends_on_a_mask_update_step():
 def test_pqat_preserves_sparsity_and_round_trips_through_h5(pruned, digits8, tmp_path):
     result = QAT(epochs=2, augment_shift=0).apply(pruned.model, digits8)
     assert result.details["prune_preserving"] is True
-    assert result.artefact_suffix == ".h5"
+    assert QAT.artefact_suffix == ".h5"
     for name, s in result.details["sparsity_after"].items():
         assert s >= result.details["sparsity_before"][name] - 1e-6, name
     acc = accuracy(result.model, digits8.x_test, digits8.y_test)

@@ -142,10 +142,10 @@ def test_stage_cache_drops_entries_whose_file_was_overwritten(tmp_path):
 
     art = tmp_path / "qat.h5"
     art.write_bytes(b"v1")
-    cache = StageCache(tmp_path, reuse=True)
+    cache = StageCache(tmp_path, resume=True)
     cache.record("old", art, {"name": "qat"})
     art.write_bytes(b"v2")
     cache.record("new", art, {"name": "qat"})
-    again = StageCache(tmp_path, reuse=True)
+    again = StageCache(tmp_path, resume=True)
     assert again.lookup("old") is None and again.lookup("new")["path"] == art
-    assert StageCache(tmp_path, reuse=False).lookup("new") is None
+    assert StageCache(tmp_path, resume=False).lookup("new") is None
