@@ -139,7 +139,7 @@ def render(reports: dict[int, dict[str, Any]], guide: dict[str, Any], loop_p50: 
     bench0 = _stage(r0, "model_int8")["bench"]["local"]
     t = bench0["target"]
     lines = [
-        "# edgekit benchmarks",
+        "## Demo pipeline (issue 2)",
         "",
         f"Made by `make bench` (`python bench/run_benchmarks.py --out BENCHMARKS.md`) on "
         f"{dt.date.today().isoformat()}: {t['cpu']}, {t['cores']} cores, {t['os']}, "
@@ -150,7 +150,7 @@ def render(reports: dict[int, dict[str, Any]], guide: dict[str, Any], loop_p50: 
         "1437 training / 360 held-out samples. Accuracy is always on the 360 held-out samples; the "
         "int8 figure is the `.tflite` itself run in the LiteRT interpreter.",
         "",
-        "## 1. `edgekit demo`: train -> prune 80 % (PolynomialDecay) -> PQAT -> full int8",
+        "### 1. `edgekit demo`: train -> prune 80 % (PolynomialDecay) -> PQAT -> full int8",
         "",
         "Recipe: train 30 epochs (Adam 2e-3, cosine, shifts of up to 2 px); prune 20 epochs "
         "(Adam 1e-3 cosine, sparsity 0 -> 80 % over the first 60 %, then 8 epochs of recovery); "
@@ -177,7 +177,7 @@ def render(reports: dict[int, dict[str, Any]], guide: dict[str, Any], loop_p50: 
         "Goals (issue #2): float >= 98.5 %, int8 within 1.0 point of float, pruned layers >= 79 % "
         "zeros in the `.tflite`, `make demo` under 10 minutes on 2 cores.",
         "",
-        "## 2. The same float model through tfmot's guide recipe, by hand",
+        "### 2. The same float model through tfmot's guide recipe, by hand",
         "",
         "Seed 0's trained `float.keras`, then the recipe of the tfmot pruning and PQAT guides "
         "verbatim: `prune_low_magnitude` on the whole model, PolynomialDecay 0.50 -> 0.80 over 2 "
@@ -213,7 +213,7 @@ def render(reports: dict[int, dict[str, Any]], guide: dict[str, Any], loop_p50: 
         "retrains at full sparsity), enough fine-tuning steps (batch 32, 20 epochs), random "
         "shifts, and a cosine-decayed learning rate; PQAT then keeps every pruned zero.",
         "",
-        "## 3. device_bench against a plain interpreter loop",
+        "### 3. device_bench against a plain interpreter loop",
         "",
         f"`model_int8.tflite` of seed 0: device_bench p50 "
         f"{bench0['latency_ms']['p50']:.4f} ms ({bench0['runs']} runs in "
@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args(argv)
 
-    from device_bench.atomicio import write_json, write_text
+    from device_bench.atomicio import write_json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from sections import write_section
 
     t0 = time.perf_counter()
     work = Path(args.work)
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     guide = guide_baseline(work / "demo_seed0" / "float.keras", work / "guide")
     loop = plain_loop_p50(work / "demo_seed0" / "model_int8.tflite")
     write_json(work / "summary.json", {"guide": guide, "plain_loop_p50_ms": loop})
-    write_text(args.out, render(reports, guide, loop, time.perf_counter() - t0))
+    write_section(args.out, "demo", render(reports, guide, loop, time.perf_counter() - t0))
     print(f"bench: wrote {args.out}", file=sys.stderr)
     print(json.dumps({"guide": guide, "plain_loop_p50_ms": loop}))
     return 0

@@ -33,19 +33,6 @@ def test_get_target_unknown_lists_known_kinds(spec: str) -> None:
     assert ", ".join(KNOWN_SPECS) in str(err.value)
 
 
-@pytest.mark.parametrize(
-    ("spec", "kind"),
-    [("ssh://pi@raspberrypi.local:2222", "ssh"), ("adb://emulator-5554", "adb"),
-     ("qemu-aarch64", "qemu"), ("qemu-aarch64:cortex-a72", "qemu")],
-)
-def test_get_target_later_kinds_are_recognised(spec: str, kind: str) -> None:
-    with pytest.raises(BenchInputError) as err:
-        get_target(spec)
-    assert str(err.value) == (
-        f"target {spec!r}: {kind} targets arrive in a later version; supported now: local"
-    )
-
-
 def test_local_target_benchmarks_in_a_fresh_process(tiny) -> None:
     result = LocalTarget().bench(str(tiny.int8), FAST)
     assert result["schema"] == SCHEMA

@@ -1,0 +1,51 @@
+"""Each bench script owns one section of BENCHMARKS.md; this module rewrites just that section.
+
+A section sits between ``<!-- section:NAME -->`` and ``<!-- /section:NAME -->``. Writing it
+replaces that block (or appends it when new), leaves every other section as it was, and replaces
+the file atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+__all__ = ["write_section"]
+
+HEADER = "# edgekit benchmarks\n\nEvery figure below names the command that produced it.\n"
+
+
+def write_section(path: str | os.PathLike[str], name: str, markdown: str) -> None:
+    """Writes one named section of a Markdown file, keeping the others.
+
+    Args:
+        path: The Markdown file (``BENCHMARKS.md``); created with a header when missing.
+        name: The section's name (letters, digits, ``-`` and ``_``).
+        markdown: The section's body; it should start with a ``##`` heading and name the command
+            that produced it.
+
+    Raises:
+        ValueError: ``name`` has other characters.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"section name {name!r}: expected letters, digits, '-' or '_'")
+    target = Path(path)
+    text = target.read_text(encoding="utf-8") if target.exists() else HEADER
+    block = f"<!-- section:{name} -->\n{markdown.strip()}\n<!-- /section:{name} -->"
+    pattern = re.compile(
+        rf"<!-- section:{re.escape(name)} -->.*?<!-- /section:{re.escape(name)} -->", re.S
+    )
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
