@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit._keras import keras
+from edgekit.errors import InputError
 from edgekit.models.registry import register
 
 
@@ -42,10 +43,10 @@ def demo_cnn(
         An untrained functional tf_keras model with logits output.
 
     Raises:
-        ValueError: ``input_shape`` is not (H, W, C).
+        InputError: ``input_shape`` is not (H, W, C).
     """
     if len(input_shape) != 3:
-        raise ValueError(f"demo_cnn needs an (H, W, C) input shape, got {input_shape}")
+        raise InputError(f"demo_cnn needs an (H, W, C) input shape, got {input_shape}")
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for i, f in enumerate(filters):
