@@ -25,8 +25,12 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
+# Each script rewrites its own section of BENCHMARKS.md (bench/sections.py); one can run alone,
+# e.g. `make bench BENCH=arch_matrix`. The whole set takes about an hour on 2 cores.
+BENCH ?= run_benchmarks bench_method calibration_cost selective_quant distill_digits \
+         arm_instructions arch_matrix
 bench: $(STAMP)
-	$(PY) bench/run_benchmarks.py --out BENCHMARKS.md
+	@set -e; for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py --out BENCHMARKS.md; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgekit converters device_bench models tests bench

@@ -54,6 +54,9 @@ setup(
         "edgekit.models": "models",
         "device_bench": "device_bench",
     },
+    # The TCG plugin's C source is compiled on the user's machine by device_bench.insn_plugin (its
+    # qemu-plugin.h header is GPL and fetched at set-up time); no binary is shipped.
+    package_data={"device_bench": ["qemu_plugin/insn_count.c"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["edgekit = edgekit.cli:main"]},

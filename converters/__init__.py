@@ -9,7 +9,12 @@ Typical use::
     result = inspect_tflite(path)              # ops, dtypes, size, full_integer
     check = verify_tflite(path, x_test, y_test, reference=model)
 
-Importing this package does not import TensorFlow; :func:`convert_keras` loads it when called.
+Calibration samples can also come from files, image folders and streams
+(:func:`calibration_source`); :func:`debug_layers` ranks the layers by their own quantization
+error, :func:`selective_quantize` keeps the worst ones in float until an accuracy budget holds,
+and :func:`check_xnnpack_sparse` tells whether XNNPACK would run a model with sparse kernels.
+
+Importing this package does not import TensorFlow; the functions that need it load it when called.
 """
 
 from .calibration import (
@@ -19,25 +24,71 @@ from .calibration import (
     save_calibration_record,
     select_calibration,
 )
+from .calibration_sources import (
+    ArraySource,
+    CalibrationSamples,
+    CalibrationSource,
+    CalibrationSpec,
+    ImageFolderSource,
+    InputSpec,
+    Normalization,
+    StreamSource,
+    calibration_source,
+    model_input_specs,
+)
 from .inspection import InspectionResult, format_inspection, inspect_tflite, weight_sparsity
-from .modes import ConversionConfig, IOType, Mode, convert_keras
+from .modes import ConversionConfig, IOType, Mode, convert_keras, is_qat_model
+from .quant_debug import (
+    QUANT_DEBUG_SCHEMA,
+    QuantDebugResult,
+    calibrate,
+    debug_layers,
+    format_quant_debug,
+    quantize_calibrated,
+)
+from .selective import SelectiveResult, format_selective, quick_latency_ms, selective_quantize
 from .verify import VerificationResult, run_tflite, verify_tflite
+from .xnnpack_sparse import SparseCheck, check_xnnpack_sparse, format_xnnpack_sparse
 
 __all__ = [
     "CALIBRATION_SCHEMA",
+    "QUANT_DEBUG_SCHEMA",
+    "ArraySource",
+    "CalibrationSamples",
+    "CalibrationSource",
+    "CalibrationSpec",
     "ConversionConfig",
     "IOType",
+    "ImageFolderSource",
+    "InputSpec",
     "InspectionResult",
     "Mode",
+    "Normalization",
+    "QuantDebugResult",
+    "SelectiveResult",
+    "SparseCheck",
+    "StreamSource",
     "VerificationResult",
+    "calibrate",
     "calibration_record_path",
+    "calibration_source",
+    "check_xnnpack_sparse",
     "convert_keras",
+    "debug_layers",
     "format_inspection",
+    "format_quant_debug",
+    "format_selective",
+    "format_xnnpack_sparse",
     "inspect_tflite",
+    "is_qat_model",
     "load_calibration_record",
+    "model_input_specs",
+    "quantize_calibrated",
+    "quick_latency_ms",
     "run_tflite",
     "save_calibration_record",
     "select_calibration",
+    "selective_quantize",
     "verify_tflite",
     "weight_sparsity",
 ]

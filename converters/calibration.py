@@ -102,6 +102,9 @@ def save_calibration_record(
     seed: int,
     num_samples: int,
     source: str,
+    selection: str = "seeded",
+    files: Sequence[str] | None = None,
+    inputs: Sequence[str] | None = None,
 ) -> Path:
     """Writes the calibration record as JSON, atomically.
 
@@ -111,6 +114,10 @@ def save_calibration_record(
         seed: The seed they were chosen with.
         num_samples: The number of samples requested.
         source: Where the candidates came from (dataset name or path, and split).
+        selection: ``"seeded"`` (drawn by seed) or ``"first"`` (a stream's first N samples; the
+            record then says so and ``seed`` only repeats what was asked for).
+        files: For image folders, the chosen files (relative to the folder), in sample order.
+        inputs: For multi-input models, the input names the arrays were fed to, in order.
 
     Returns:
         The destination path.
@@ -118,6 +125,8 @@ def save_calibration_record(
     Raises:
         InputError: Invalid fields, or the destination folder cannot be written.
     """
+    if selection not in ("seeded", "first"):
+        raise InputError(f"selection must be 'seeded' or 'first', got {selection!r}")
     seed = _check_int(seed, "seed", 0)
     num_samples = _check_int(num_samples, "num_samples", 1)
     if not isinstance(source, str) or not source:
@@ -132,6 +141,12 @@ def save_calibration_record(
         "num_samples": num_samples,
         "indices": [int(i) for i in idx],
     }
+    if selection != "seeded":
+        record["selection"] = selection
+    if files:
+        record["files"] = [str(f) for f in files]
+    if inputs and len(inputs) > 1:
+        record["inputs"] = [str(n) for n in inputs]
     try:
         return write_json(path, record)
     except BenchInputError as e:
@@ -145,7 +160,8 @@ def load_calibration_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         path: The record file.
 
     Returns:
-        The record: ``{"schema", "source", "seed", "num_samples", "indices"}``.
+        The record: ``{"schema", "source", "seed", "num_samples", "indices"}``, plus
+        ``"selection"``, ``"files"`` and ``"inputs"`` when the source had them.
 
     Raises:
         InputError: Missing or unreadable file, or not an ``edgekit.calibration/1`` record.

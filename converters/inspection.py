@@ -65,6 +65,7 @@ class InspectionResult(JsonResult):
     float_ops: list[dict[str, Any]] = field(default_factory=list)
     float_io: list[str] = field(default_factory=list)
     full_integer: bool = False
+    float_tensors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the result as plain JSON-ready data (fresh copies of the lists)."""
@@ -79,6 +80,7 @@ class InspectionResult(JsonResult):
             "float_ops": [dict(o) for o in self.float_ops],
             "float_io": list(self.float_io),
             "full_integer": self.full_integer,
+            "float_tensors": list(self.float_tensors),
         }
 
 
@@ -188,8 +190,8 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
 
     Returns:
         The inspection. ``float_ops`` lists every op that reads or writes a non-constant
-        float32/float16 tensor; ``full_integer`` is true when there are none and no input or
-        output is float.
+        float32/float16 tensor, ``float_tensors`` those tensors (activations and I/O, not
+        weights); ``full_integer`` is true when there are none and no input or output is float.
 
     Raises:
         InputError: The file is missing, is not a TFLite flatbuffer, or is damaged.
@@ -199,6 +201,7 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
     counts: Counter[str] = Counter()
     dtypes: Counter[str] = Counter()
     float_ops: list[dict[str, Any]] = []
+    float_tensors: list[str] = []
     for sg_index, subgraph in enumerate(m.subgraphs):
         tensors = subgraph.tensors or []
         dtypes.update(_dtype(t) for t in tensors)
@@ -215,6 +218,7 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
                     tname = _text(t.name)
                     if tname not in touched:
                         touched.append(tname)
+            float_tensors.extend(t for t in touched if t not in float_tensors)
             if touched:
                 float_ops.append(
                     {"op": name, "subgraph": sg_index, "index": op_index, "tensors": touched}
@@ -240,6 +244,7 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
         float_ops=float_ops,
         float_io=float_io,
         full_integer=not float_ops and not float_io,
+        float_tensors=float_tensors,
     )
 
 
@@ -358,10 +363,13 @@ def format_inspection(
         f"({gz:.1f} KiB)",
         f"integer    {'full integer' if result.full_integer else 'NOT full integer'}",
         "",
-        "ops",
+        "ops (histogram)",
     ]
     width = max([len(o["op"]) for o in result.ops] + [2])
-    lines += [f"  {o['op']:<{width}}  {o['count']:>4}" for o in result.ops]
+    most = max([o["count"] for o in result.ops] + [1])
+    for o in result.ops:
+        bar = "#" * max(1, round(30 * o["count"] / most))
+        lines.append(f"  {o['op']:<{width}}  {o['count']:>4}  {bar}")
     lines += ["", "tensors    " + ", ".join(f"{k}: {v}" for k, v in result.tensors.items()), ""]
     lines.append("inputs / outputs")
     for kind, entries in (("in ", result.inputs), ("out", result.outputs)):
@@ -377,6 +385,9 @@ def format_inspection(
         ]
         if result.float_io:
             lines.append(f"  float I/O: {', '.join(result.float_io)}")
+        if result.float_tensors:
+            lines += ["", f"float tensors ({len(result.float_tensors)})"]
+            lines += [f"  {_short(t)}" for t in result.float_tensors]
     if sparsity:
         lines += ["", "weight sparsity"]
         for row in sparsity:

@@ -25,7 +25,10 @@ from edgekit.errors import InputError
 if TYPE_CHECKING:
     from edgekit._keras import keras
 
-__all__ = ["ConversionConfig", "IOType", "Mode", "convert_keras"]
+__all__ = [
+    "ConversionConfig", "IOType", "Mode", "build_converter", "convert_keras", "is_qat_model",
+    "run_converter",
+]
 
 # Class names of the layers that tfmot's quantize_apply inserts (QAT models).
 _QAT_LAYER_NAMES = frozenset({"QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2"})
@@ -175,48 +178,48 @@ class ConversionConfig:
         )
 
 
-def _is_qat_model(model: Any) -> bool:
+def is_qat_model(model: Any) -> bool:
     """Tells whether ``model`` holds tfmot quantize-apply layers (a QAT model)."""
     modules = [model, *getattr(model, "submodules", ())]
     return any(type(m).__name__ in _QAT_LAYER_NAMES for m in modules)
 
 
-def _input_name_and_shape(model: Any) -> tuple[str, tuple[int | None, ...]]:
-    """Returns the name and per-sample shape (no batch dim) of a single-input model."""
-    inputs = list(getattr(model, "inputs", None) or [])
-    if len(inputs) != 1:
-        raise InputError(
-            f"calibration supports single-input models; this model has {len(inputs)} inputs"
-        )
-    names = list(getattr(model, "input_names", None) or [])
-    name = names[0] if names else str(getattr(inputs[0], "name", "input"))
-    shape = tuple(inputs[0].shape)[1:]
-    return name, tuple(None if d is None else int(d) for d in shape)
+def _representative_arrays(model: Any, representative: Any) -> list[np.ndarray]:
+    """Calibration samples as one checked array per model input (model-input order).
 
+    ``representative`` is an array (single-input model), a mapping by input name (``x`` names
+    the only input), a list/tuple with one array per input (multi-input models), or the
+    :class:`~edgekit.converters.calibration_sources.CalibrationSamples` a source gave.
+    """
+    from .calibration_sources import CalibrationSamples, fit_to_inputs, model_input_specs
 
-def _check_representative(model: Any, representative: Any) -> np.ndarray:
-    """Validates calibration data against the model input; returns it as float32."""
-    try:
-        data = np.asarray(representative, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"calibration data must be a numeric array: {e}") from e
-    if data.ndim < 1 or len(data) == 0:
-        raise InputError(f"calibration data must hold at least one sample, got shape {data.shape}")
-    if not np.isfinite(data).all():
-        raise InputError("calibration data contains NaN or infinite values")
-    name, expected = _input_name_and_shape(model)
-    sample = data.shape[1:]
-    fits = len(sample) == len(expected) and all(
-        e is None or e == s for e, s in zip(expected, sample, strict=True)
-    )
-    if not fits:
-        shown = "(" + ", ".join("None" if d is None else str(d) for d in expected)
-        shown += ",)" if len(expected) == 1 else ")"
-        raise InputError(
-            f"calibration data has sample shape {tuple(sample)} but the model input "
-            f"{name!r} expects {shown}"
-        )
-    return data
+    specs = model_input_specs(model)
+    if isinstance(representative, CalibrationSamples):
+        arrays = list(representative.arrays)
+    elif isinstance(representative, Mapping):
+        arrays = []
+        for spec in specs:
+            key = spec.name if spec.name in representative else "x"
+            if key not in representative or (key == "x" and len(specs) != 1):
+                raise InputError(
+                    f"calibration data has no array for model input {spec.name!r}; found "
+                    f"{sorted(representative)}"
+                )
+            arrays.append(representative[key])
+    elif len(specs) > 1:
+        if not isinstance(representative, (list, tuple)) or len(representative) != len(specs):
+            raise InputError(
+                f"the model has {len(specs)} inputs ({', '.join(s.name for s in specs)}); give "
+                "calibration data as a list with one array per input or a mapping by input name"
+            )
+        arrays = list(representative)
+    else:
+        try:
+            arrays = [np.asarray(representative, dtype=np.float32)
+                      if not isinstance(representative, np.ndarray) else representative]
+        except (TypeError, ValueError) as e:
+            raise InputError(f"calibration data must be a numeric array: {e}") from e
+    return fit_to_inputs(specs, arrays, "calibration data")
 
 
 def _first_line(e: BaseException) -> str:
@@ -228,10 +231,101 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
+def build_converter(model: keras.Model, config: ConversionConfig,
+                    representative: Any = None) -> Any:
+    """The ``tf.lite.TFLiteConverter`` :func:`convert_keras` runs, set up but not run.
+
+    Args:
+        model: A tf_keras model.
+        config: Mode, I/O type and per-channel choice.
+        representative: Calibration samples (see :func:`convert_keras`).
+
+    Returns:
+        The configured converter.
+
+    Raises:
+        InputError: Calibration data missing, not fitting the model inputs, or non-finite.
+    """
+    from edgekit._keras import tf
+
+    if not isinstance(config, ConversionConfig):
+        raise InputError(f"config must be a ConversionConfig, got {type(config).__name__}")
+    mode, qat = config.mode, is_qat_model(model)
+    arrays: list[np.ndarray] | None = None
+    if mode.needs_calibration:
+        if representative is None and not (mode is Mode.INT8 and qat):
+            raise InputError(
+                f"mode {mode.value} needs calibration data (a representative dataset of model "
+                "inputs); pass representative samples, e.g. from select_calibration()"
+            )
+        if representative is not None:
+            arrays = _representative_arrays(model, representative)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    io_dtype = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32,
+                IOType.INT16: tf.int16}[config.io]  # type: ignore[index]
+    if mode is not Mode.FLOAT32:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode is Mode.FLOAT16:
+        converter.target_spec.supported_types = [tf.float16]
+    if mode.needs_calibration:
+        if arrays is not None:
+            samples = arrays
+
+            def gen() -> Iterator[list[np.ndarray]]:
+                # One sample per step (batch size 1), every input in model-input order.
+                for i in range(len(samples[0])):
+                    yield [a[i : i + 1] for a in samples]
+
+            converter.representative_dataset = gen
+        ops = (
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            if mode is Mode.INT8
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        )
+        # A QAT model without calibration data must not name TFLITE_BUILTINS_INT8: the converter's
+        # up-front check then demands a representative dataset although the fake-quant ranges make
+        # it unnecessary (tensorflow/tensorflow#38285). The result is full-integer all the same.
+        if arrays is not None or mode is not Mode.INT8:
+            converter.target_spec.supported_ops = [ops]
+        converter.inference_input_type = io_dtype
+        converter.inference_output_type = io_dtype
+    if not config.per_channel:
+        converter._experimental_disable_per_channel = True
+    return converter
+
+
+def run_converter(converter: Any, config: ConversionConfig, *, verbose: bool = False) -> bytes:
+    """Runs a converter from :func:`build_converter`, turning its failures into InputError.
+
+    Args:
+        converter: The configured converter.
+        config: Its config (for the message).
+        verbose: Keep the converter's native logging on stderr.
+
+    Returns:
+        What ``converter.convert()`` returned, as bytes.
+
+    Raises:
+        InputError: The converter rejected the model (its first error line is in the message).
+    """
+    try:
+        with warnings.catch_warnings(), quiet_native_stderr(not verbose):
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow")
+            result = converter.convert()
+    except Exception as e:  # ConverterError, ValueError, RuntimeError from the MLIR converter
+        raise InputError(
+            f"the model could not be converted in mode {config.mode.value} "
+            f"(io {config.io.value}): {_first_line(e)}"  # type: ignore[union-attr]
+        ) from e
+    return bytes(result)
+
+
 def convert_keras(
     model: keras.Model,
     config: ConversionConfig,
-    representative: np.ndarray | None = None,
+    representative: Any = None,
     *,
     verbose: bool = False,
 ) -> bytes:
@@ -247,71 +341,20 @@ def convert_keras(
     Args:
         model: A tf_keras model (plain, QAT, or pruned with the pruning wrappers stripped).
         config: Mode, I/O type and per-channel choice.
-        representative: Calibration samples, shape ``(N, *input_shape)``; needed by ``int8`` and
-            ``int16x8`` (except ``int8`` for QAT models), ignored by the other modes.
+        representative: Calibration samples, needed by ``int8`` and ``int16x8`` (except ``int8``
+            for QAT models), ignored by the other modes: an array ``(N, *input_shape)`` for a
+            single-input model; for several inputs a list with one array per input (model-input
+            order) or a mapping by input name; or the ``CalibrationSamples`` of a
+            :class:`~edgekit.converters.calibration_sources.CalibrationSource`.
         verbose: Keep the converter's native logging on stderr (silenced by default).
 
     Returns:
         The ``.tflite`` flatbuffer bytes.
 
     Raises:
-        InputError: Calibration data missing, of the wrong shape or non-finite, or the converter
-            rejected the model (the message has the converter's first error line).
+        InputError: Calibration data missing, of the wrong shape or dtype or non-finite (the
+            message names the input and both shapes), or the converter rejected the model (the
+            message has the converter's first error line).
     """
-    from edgekit._keras import tf
-
-    if not isinstance(config, ConversionConfig):
-        raise InputError(f"config must be a ConversionConfig, got {type(config).__name__}")
-    mode, qat = config.mode, _is_qat_model(model)
-    data: np.ndarray | None = None
-    if mode.needs_calibration:
-        if representative is None and not (mode is Mode.INT8 and qat):
-            raise InputError(
-                f"mode {mode.value} needs calibration data (a representative dataset of model "
-                "inputs); pass representative samples, e.g. from select_calibration()"
-            )
-        if representative is not None:
-            data = _check_representative(model, representative)
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    io_dtype = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32,
-                IOType.INT16: tf.int16}[config.io]  # type: ignore[index]
-    if mode is not Mode.FLOAT32:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode is Mode.FLOAT16:
-        converter.target_spec.supported_types = [tf.float16]
-    if mode.needs_calibration:
-        if data is not None:
-            samples = data
-
-            def gen() -> Iterator[list[np.ndarray]]:
-                for sample in samples:
-                    yield [sample[None, ...]]
-
-            converter.representative_dataset = gen
-        ops = (
-            tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-            if mode is Mode.INT8
-            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        )
-        # A QAT model without calibration data must not name TFLITE_BUILTINS_INT8: the converter's
-        # up-front check then demands a representative dataset although the fake-quant ranges make
-        # it unnecessary (tensorflow/tensorflow#38285). The result is full-integer all the same.
-        if data is not None or mode is not Mode.INT8:
-            converter.target_spec.supported_ops = [ops]
-        converter.inference_input_type = io_dtype
-        converter.inference_output_type = io_dtype
-    if not config.per_channel:
-        converter._experimental_disable_per_channel = True
-
-    try:
-        with warnings.catch_warnings(), quiet_native_stderr(not verbose):
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            warnings.filterwarnings("ignore", category=UserWarning, module="tensorflow")
-            result = converter.convert()
-    except Exception as e:  # ConverterError, ValueError, RuntimeError from the MLIR converter
-        raise InputError(
-            f"the model could not be converted in mode {mode.value} (io {config.io.value}): "  # type: ignore[union-attr]
-            f"{_first_line(e)}"
-        ) from e
-    return bytes(result)
+    converter = build_converter(model, config, representative)
+    return run_converter(converter, config, verbose=verbose)

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="built-in kernels only, without the XNNPACK delegate")
     p.add_argument("--input", default=None, metavar="FILE",
                    help=".npy/.npz input data (default: seeded random)")
+    p.add_argument("--energy", default=d.energy, metavar="SPEC",
+                   help="energy per inference: none, auto, rapl, hwmon[:NAME], pi5-pmic, "
+                        f"android, meter:CMD, profile[:BOARD] (default {d.energy})")
+    p.add_argument("--energy-seconds", type=float, default=d.energy_seconds,
+                   help=f"minimum energy window in seconds (default {d.energy_seconds:g})")
     p.add_argument("--target-kind", default="local", choices=TARGET_KINDS,
                    help="target.kind to report (set by remote targets)")
     return p
@@ -89,6 +94,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         seed=args.seed,
         xnnpack=not args.no_xnnpack,
         input_path=args.input,
+        energy=args.energy,
+        energy_seconds=args.energy_seconds,
     )
 
 
@@ -120,7 +127,18 @@ def format_summary(result: dict[str, Any]) -> str:
         f"cv {'n/a' if cv is None else f'{cv * 100:.1f}%'}",
         f"init {_fmt(lat['init'])}  first {_fmt(lat['first'])}  "
         f"peak RSS {_fmt(result['memory']['peak_rss_mb'], ' MB')}",
+        *_energy_line(result.get("energy")),
     ])
+
+
+def _energy_line(energy: dict[str, Any] | None) -> list[str]:
+    if not energy:
+        return []
+    kind = "measured" if energy["measured"] else "ESTIMATE"
+    return [f"energy {_fmt(energy['mj_per_inference'], ' mJ')}/inference "
+            f"({_fmt(energy['mj_per_inference_above_idle'], ' mJ')} above idle; idle "
+            f"{_fmt(energy['idle_w'], ' W')}, active {_fmt(energy['active_w'], ' W')}; "
+            f"{kind}, {energy['source']})"]
 
 
 def _one_line(err: BaseException) -> str:

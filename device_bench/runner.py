@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from device_bench import energy as energy_mod
 from device_bench import sysinfo
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.interpreter import LoadedInterpreter, load_interpreter, quantize_input
@@ -70,6 +71,11 @@ class BenchOptions:
         input_path: ``.npy`` / ``.npz`` file of model inputs; None uses seeded random data,
             uniform over the full integer range for int8/uint8/int16 inputs, uniform [0, 1) for
             float inputs, and zeros for other types (indices must stay in range).
+        energy: Energy source after the latency windows: ``none``, ``auto`` or a source spec
+            (``rapl``, ``hwmon[:NAME]``, ``pi5-pmic``, ``android``, ``meter:CMD``,
+            ``profile[:BOARD]``); see :mod:`device_bench.energy`.
+        energy_seconds: Minimum active window of the energy measurement (after an idle
+            baseline of min(3, energy_seconds) s).
 
     Raises:
         BenchInputError: A value is out of range; the message names the argument.
@@ -84,6 +90,8 @@ class BenchOptions:
     seed: int = 0
     xnnpack: bool = True
     input_path: str | None = None
+    energy: str = "none"
+    energy_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.threads is not None:
@@ -108,6 +116,10 @@ class BenchOptions:
                 )
             # Kept as a str so that the options compare equal after a to_dict/from_dict trip.
             object.__setattr__(self, "input_path", os.fspath(self.input_path))
+        energy_mod.check_spec(self.energy)
+        _check_seconds("energy_seconds", self.energy_seconds)
+        if self.energy_seconds <= 0:
+            raise BenchInputError(f"energy_seconds must be > 0, got {self.energy_seconds}")
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a JSON-ready dict (the inverse of :meth:`from_dict`)."""
@@ -129,6 +141,8 @@ class BenchOptions:
                 argv.append("--no-xnnpack")
             elif field.name == "input_path":
                 argv += ["--input", os.fspath(value)]
+            elif field.name == "energy":
+                argv += ["--energy", value]
             else:
                 argv += ["--" + field.name.replace("_", "-"), repr(value)]
         return argv
@@ -350,6 +364,32 @@ def _measure(
     return first_ns, warm_count, peak_rss_mb, windows
 
 
+def _warn(message: str) -> None:
+    print(f"device_bench: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _energy(options: BenchOptions, loaded: LoadedInterpreter, feeds: list[tuple[int, np.ndarray]],
+            mean_ms: float, target_kind: str, model_path: str) -> dict[str, Any] | None:
+    """The ``energy`` block (after the latency windows), warnings on stderr; see energy.py."""
+    if options.energy == "none":
+        return None
+    if target_kind == "qemu":
+        _warn("energy is not measured under emulation (the host's watts say nothing about the "
+              "board); energy is null")
+        return None
+    try:
+        result, warnings = energy_mod.bench_energy(
+            options.energy, lambda: _invoke_timed(loaded.interpreter, feeds),
+            seconds=options.energy_seconds, mean_latency_ms=mean_ms, threads=loaded.threads)
+    except BenchInputError:
+        raise
+    except (RuntimeError, ValueError) as e:  # the interpreter failed during the energy window
+        raise TargetError(f"{loaded.name} failed to run model {model_path!r}: {e}") from e
+    for line in warnings:
+        _warn(line)
+    return result
+
+
 def run_benchmark(
     model_path: str | os.PathLike[str],
     options: BenchOptions | None = None,
@@ -359,8 +399,11 @@ def run_benchmark(
     """Measures one model in this process and returns the ``edgekit.bench/1`` result.
 
     Writes one warning line to stderr (not into the result) when the cv of the window medians is
-    above 0.05. ``memory.peak_rss_mb`` is the process's peak resident memory (``VmHWM`` on Linux,
-    else ``ru_maxrss``) read after the warm-up, so it covers the interpreter, the model and its
+    above 0.05, when the firmware reports the CPU throttled, and for each energy fallback. With
+    ``options.energy`` other than ``none`` the energy measurement (idle baseline, then
+    ``energy_seconds`` of back-to-back inference) follows the latency windows.
+    ``memory.peak_rss_mb`` is the process's peak resident memory (``VmHWM`` on Linux, else
+    ``ru_maxrss``) read after the warm-up, so it covers the interpreter, the model and its
     runs, but not the buffers that hold the timings.
 
     Args:
@@ -405,10 +448,15 @@ def run_benchmark(
             file=sys.stderr,
             flush=True,
         )
+    target = sysinfo.target_facts(target_kind)
+    if target["throttled"]:
+        _warn("the firmware reports the CPU throttled or under-voltage now (vcgencmd "
+              "get_throttled); the latency and energy figures are not the board's best")
+    energy = _energy(options, loaded, feeds, latency["mean"], target_kind, model["path"])
     return {
         "schema": SCHEMA,
         "model": model,
-        "target": sysinfo.target_facts(target_kind),
+        "target": target,
         "runtime": {
             "interpreter": loaded.name,
             "version": loaded.version,
@@ -417,10 +465,10 @@ def run_benchmark(
         },
         "runs": int(samples_ms.size),
         "warmup": warm_count,
-        "emulated": False,
+        "emulated": target_kind == "qemu",
         "latency_ms": latency,
         "memory": {"peak_rss_mb": peak_rss_mb},
-        "energy": None,
+        "energy": energy,
         "options": options.to_dict(),
         "window_medians_ms": [round(m, 6) for m in window_medians],
     }

@@ -4,15 +4,17 @@ tfmot 0.8 works only with Keras 2, which TensorFlow 2.16+ ships as the separate 
 package. ``TF_USE_LEGACY_KERAS=1`` must be in the environment *before* TensorFlow is imported, so
 every edgekit module that needs TensorFlow, Keras or tfmot imports them from here.
 
-Keras 3 files (the default format of TensorFlow 2.16+) are detected on load; bridging them to
-tf_keras is handled by :func:`load_model`.
+Keras 3 files (the default format of TensorFlow 2.16+) are detected on load and bridged to
+tf_keras by :mod:`edgekit.keras3_bridge` (architecture + weights, checked by comparing outputs).
+Keras 3 itself stays importable as the ``keras`` package (``TF_USE_LEGACY_KERAS`` only changes what
+``tf.keras`` is); :func:`keras3` is the one place that imports it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ with quiet_native_stderr():
     # use; do it now, inside the silenced block. A GPU, when present, is still found and used.
     tf.config.list_physical_devices()
 
-__all__ = ["InputError", "keras", "load_model", "save_model", "tf", "tfmot"]
+__all__ = ["InputError", "keras", "keras3", "load_model", "save_model", "tf", "tfmot"]
 
 
 def tfmot() -> Any:
@@ -50,24 +52,28 @@ def _custom_scope() -> Any:
     return mot.quantization.keras.quantize_scope()
 
 
-def _is_keras3_archive(path: Path) -> bool:
-    """Tells whether a ``.keras`` zip was written by Keras 3 (tf_keras cannot read those)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            meta = archive.read("metadata.json").decode("utf-8")
-    except (KeyError, zipfile.BadZipFile, OSError):
-        return False
-    import json
+def keras3() -> Any:
+    """Imports Keras 3 (the ``keras`` package) for reading Keras 3 model files.
 
-    try:
-        version = str(json.loads(meta).get("keras_version", ""))
-    except ValueError:
-        return False
-    return version.startswith("3")
+    Returns:
+        The ``keras`` module (version 3.x).
+
+    Raises:
+        InputError: The installed ``keras`` package is not Keras 3.
+    """
+    module = importlib.import_module("keras")
+    version = str(getattr(module, "__version__", ""))
+    if not version.startswith("3."):
+        raise InputError(f"reading a Keras 3 model needs Keras 3, found keras {version!r}; "
+                         "install it with: pip install 'keras>=3'")
+    return module
 
 
 def load_model(path: str | os.PathLike[str]) -> keras.Model:
-    """Loads a Keras 2 model from ``.keras``, ``.h5`` or a SavedModel folder.
+    """Loads a model from ``.keras``, ``.h5`` or a SavedModel folder as a tf_keras model.
+
+    Files saved by Keras 3 are bridged to tf_keras (see :mod:`edgekit.keras3_bridge`): the
+    bridged model's outputs are checked against the Keras 3 model's on seeded inputs.
 
     Args:
         path: The model file or SavedModel directory.
@@ -77,7 +83,7 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
 
     Raises:
         InputError: The path is missing, is not a Keras model, or is a Keras 3 file that cannot be
-            bridged.
+            bridged (the message names the layer that has no tf_keras equivalent).
     """
     p = Path(path)
     if not p.exists():
@@ -88,11 +94,11 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
         )
     if p.is_dir() and not (p / "saved_model.pb").exists():
         raise InputError(f"model folder {str(p)!r} has no saved_model.pb; expected a SavedModel")
-    if p.suffix == ".keras" and _is_keras3_archive(p):
-        raise InputError(
-            f"model {str(p)!r} was saved by Keras 3; re-save it with tf_keras "
-            "(Keras 3 bridging is not supported in this version)"
-        )
+    if p.is_file():
+        from edgekit.keras3_bridge import bridge_keras3, is_keras3_file
+
+        if is_keras3_file(p):
+            return bridge_keras3(p).model
     try:
         with _custom_scope():
             return keras.models.load_model(p, compile=False)

@@ -118,16 +118,27 @@ def demo(out: PathLike = "runs/demo", *, junit: PathLike | None = None) -> RunOu
 
 def compress(model: PathLike, *, out: PathLike, data: str = "digits",
              prune: float | None = None, qat: bool = False, epochs: int | None = None,
+             teacher: PathLike | None = None, temperature: float = 4.0,
+             distill_alpha: float = 0.9, lowrank: float | None = None,
              log: Any = print) -> dict[str, Any]:
-    """Prunes and/or quantization-aware-trains a Keras model file.
+    """Factorizes, prunes, distils and/or quantization-aware-trains a Keras model file.
+
+    Stages run in the order low-rank -> prune -> QAT. With ``teacher``, every stage fine-tunes
+    with the distillation loss against it; with a teacher and no other stage, the model itself
+    is distilled from the teacher (a Distill stage).
 
     Args:
-        model: A .keras / .h5 / SavedModel path.
+        model: A .keras / .h5 / SavedModel path (Keras 3 files are bridged).
         out: Output model (.keras or .h5; .h5 required with ``qat``).
         data: "digits", an .npz with x and y, or an image folder.
         prune: Final sparsity in [0, 1); None skips pruning.
         qat: Quantization-aware training (prune-preserving when the model is sparse).
         epochs: Fine-tuning epochs of each stage (None: each stage's default).
+        teacher: A model file whose outputs guide the fine-tunes (knowledge distillation).
+        temperature: Distillation temperature T.
+        distill_alpha: Weight of the soft (KL) term; 1 - alpha weighs the labels.
+        lowrank: Energy share in (0, 1] kept by an SVD factorization of Dense / 1x1 Conv2D
+            kernels (None: no factorization).
         log: Progress sink.
 
     Returns:
@@ -137,14 +148,17 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
         InputError: Nothing to do, a bad output suffix, or bad model / data / folder.
     """
     from edgekit._keras import load_model, save_model
-    from edgekit.compress import QAT, Prune
+    from edgekit.compress import QAT, Distill, LowRank, Prune
     from edgekit.data import load_data
     from edgekit.pipeline import check_out_dir, model_input_shape
     from edgekit.training import accuracy
 
     out_path = Path(out)
-    if prune is None and not qat:
-        raise InputError("nothing to do: give prune=SPARSITY and/or qat=True")
+    if prune is None and not qat and teacher is None and lowrank is None:
+        raise InputError("nothing to do: give prune=SPARSITY, qat=True, lowrank=ENERGY and/or "
+                         "teacher=MODEL")
+    if teacher is not None and not Path(teacher).exists():
+        raise InputError(f"--teacher {str(teacher)!r} does not exist; expected a model file")
     if qat and out_path.suffix != ".h5":
         raise InputError(f"--out {str(out)!r}: a QAT model must be saved as .h5 (tf_keras cannot "
                          "reload QAT models from .keras)")
@@ -153,12 +167,21 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     check_out_dir(out_path.parent)
     m = load_model(model)
     ds = load_data(data, input_shape=model_input_shape(m))
-    extra = {} if epochs is None else {"epochs": int(epochs)}
+    extra: dict[str, Any] = {} if epochs is None else {"epochs": int(epochs)}
+    distill = None
+    if teacher is not None:
+        distill = {"teacher": str(teacher), "temperature": float(temperature),
+                   "alpha": float(distill_alpha)}
     stages: list[Any] = []
+    if lowrank is not None:
+        stages.append(LowRank(energy=float(lowrank), distill=distill, **extra))
     if prune is not None:
-        stages.append(Prune(final_sparsity=float(prune), **extra))
+        stages.append(Prune(final_sparsity=float(prune), distill=distill, **extra))
     if qat:
-        stages.append(QAT(**extra))
+        stages.append(QAT(distill=distill, **extra))
+    if not stages:
+        stages.append(Distill(teacher=str(teacher), temperature=float(temperature),
+                              alpha=float(distill_alpha), **extra))
     result: dict[str, Any] = {"out": out_path,
                               "float_accuracy": accuracy(m, ds.x_test, ds.y_test), "stages": []}
     log(f"float accuracy {100 * result['float_accuracy']:.2f} %")
@@ -175,24 +198,35 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
 
 def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str = "int8",
             io: str | None = None, samples: int = 200, seed: int = 0,
-            per_channel: bool = True) -> dict[str, Any]:
+            per_channel: bool = True, calibration: Any = None,
+            max_accuracy_drop: float | None = None, debug_layers: bool = False,
+            log: Any = None) -> dict[str, Any]:
     """Converts a Keras model file to TFLite and verifies it on the held-out split.
 
     Args:
         model: A .keras / .h5 / SavedModel path.
         out: Output .tflite path (the calibration record goes beside it).
-        data: Calibration and verification data.
+        data: Calibration (unless ``calibration`` is given) and verification data.
         mode: int8 | int16x8 | float16 | dynamic | float32.
         io: int8 | uint8 | float32 (int8 mode), int16 (int16x8); None: the mode's default.
-        samples: Calibration samples drawn from the training split.
-        seed: Seed of that draw.
+        samples: Calibration samples drawn from the training split (or from ``calibration``).
+        seed: Seed of that draw (streams take their first ``samples`` instead).
         per_channel: Per-channel weight quantization.
+        calibration: Another calibration source: a .npy/.npz file or image folder path, a
+            ``{source, resize, normalize}`` mapping, arrays, a ``tf.data.Dataset`` or a
+            generator (see ``edgekit.converters.calibration_source``).
+        max_accuracy_drop: int8: keep the fewest worst layers in float until the held-out
+            accuracy drop against the Keras model is at most this many points.
+        debug_layers: int8: rank the layers by quantization error (saved as ``X.layers.json``).
+        log: Progress sink of the selective search (None: quiet).
 
     Returns:
-        ``{"out", "calibration_record" (or None), "verification" (VerificationResult)}``.
+        ``{"out", "calibration_record" (or None), "verification" (VerificationResult),
+        "quant_debug" (ranking dict or None), "selective" (dict or None)}``.
 
     Raises:
-        InputError: Bad arguments, model, data or folder; a model the converter rejects.
+        InputError: Bad arguments, model, data, calibration source or folder; a model the
+            converter rejects.
     """
     from edgekit._keras import load_model
     from edgekit.converters import ConversionConfig, IOType, Mode, verify_tflite
@@ -204,51 +238,74 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
     check_out_dir(Path(out).parent)
     config = ConversionConfig(mode=Mode.parse(mode), io=IOType.parse(io) if io else None,
                               per_channel=per_channel)
+    if (max_accuracy_drop is not None or debug_layers) and config.mode is not Mode.INT8:
+        raise InputError(f"--max-accuracy-drop and --debug-layers need mode int8, got mode "
+                         f"{config.mode.value}")
     m = load_model(model)
     ds = load_data(data, input_shape=model_input_shape(m))
-    calibration = convert_to_file(m, ds, config, Path(out), samples=samples, seed=seed)
-    record = None if calibration is None else Path(out).parent / calibration["record"]
+    calibration_info = convert_to_file(m, ds, config, Path(out), samples=samples, seed=seed,
+                                       calibration=calibration,
+                                       max_accuracy_drop=max_accuracy_drop,
+                                       debug_layers=debug_layers, log=log)
+    info = calibration_info or {}
+    record = None if calibration_info is None else Path(out).parent / info["record"]
     return {"out": Path(out), "calibration_record": record,
-            "verification": verify_tflite(out, ds.x_test, ds.y_test, reference=m)}
+            "verification": verify_tflite(out, ds.x_test, ds.y_test, reference=m),
+            "quant_debug": info.get("quant_debug"), "selective": info.get("selective")}
 
 
 def inspect(model: PathLike) -> dict[str, Any]:
-    """Inspects a .tflite: ops, dtypes, I/O quantization, size raw/gzip, weight sparsity.
+    """Inspects a .tflite: ops, dtypes, I/O quantization, size raw/gzip, weight sparsity, and
+    whether the model meets XNNPACK's sparse-inference rules.
 
     Args:
         model: The .tflite file.
 
     Returns:
-        ``{"inspection": InspectionResult, "weight_sparsity": [...]}``.
+        ``{"inspection": InspectionResult, "weight_sparsity": [...],
+        "xnnpack_sparse": SparseCheck}`` (the last: does XNNPACK's sparse inference apply).
 
     Raises:
         InputError: Missing file or not a TFLite flatbuffer.
     """
-    from edgekit.converters import inspect_tflite, weight_sparsity
+    from edgekit.converters import check_xnnpack_sparse, inspect_tflite, weight_sparsity
 
-    return {"inspection": inspect_tflite(model), "weight_sparsity": weight_sparsity(model)}
+    return {"inspection": inspect_tflite(model), "weight_sparsity": weight_sparsity(model),
+            "xnnpack_sparse": check_xnnpack_sparse(model)}
 
 
-def bench(model: PathLike, *, target: str = "local", **options: Any) -> dict[str, Any]:
-    """Benchmarks a .tflite on a target.
+def bench(model: PathLike, *, target: str | list[str] | tuple[str, ...] = "local",
+          **options: Any) -> dict[str, Any]:
+    """Benchmarks a .tflite on one target, or on several in turn.
 
     Args:
         model: The .tflite file.
-        target: Target spec (``local``).
-        **options: ``device_bench.runner.BenchOptions`` fields (threads, warmup, runs, ...).
+        target: A target spec (``local``, ``ssh://USER@HOST[:PORT]``, ``adb://SERIAL``,
+            ``qemu-aarch64[:CPU]``), or several: a list, or one comma-separated string.
+        **options: ``device_bench.runner.BenchOptions`` fields (threads, warmup, runs, energy,
+            energy_seconds, ...).
 
     Returns:
-        The ``edgekit.bench/1`` result.
+        One target given as a plain spec: its ``edgekit.bench/1`` result. Several (a list or a
+        comma-separated string): the ``edgekit.bench-comparison/1`` object
+        ``{"schema", "model", "targets": {spec: {"ok", "error", "result"}}}``, where a target
+        that failed keeps ``ok: false`` and its one-line reason (see ``edgekit.bench_table``).
 
     Raises:
-        InputError: Missing model. BenchInputError: bad options or target.
+        InputError: Missing model or an empty/duplicated target list. BenchInputError: bad
+        options or target spec. TargetError: the one target given could not run.
     """
     from device_bench.runner import BenchOptions
     from device_bench.targets import get_target
+    from edgekit.bench_table import comparison_dict, parse_targets, run_targets
 
     if not Path(model).is_file():
         raise InputError(f"model {str(model)!r} does not exist; expected a .tflite file")
-    return get_target(target).bench(str(model), BenchOptions(**options))
+    bench_options = BenchOptions(**options)
+    specs = parse_targets(target)
+    if isinstance(target, str) and len(specs) == 1:
+        return get_target(specs[0]).bench(str(model), bench_options)
+    return comparison_dict(model, run_targets(model, specs, bench_options))
 
 
 def compare(run_a: PathLike, run_b: PathLike) -> dict[str, Any]:

@@ -17,6 +17,10 @@ from edgekit.errors import INPUT_ERRORS, CheckFailed, InputError
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} ms"
+
+
 def _print(text: str) -> None:
     print(text, flush=True)
 
@@ -93,29 +97,38 @@ class EdgekitCLI:
         _finish_run(api.run(recipe, out, resume=resume, junit=junit))
 
     def compress(self, model: str, data: str = "digits", out: str = "",
-                 prune: float | None = None, qat: bool = False, epochs: int | None = None) -> None:
-        """Prunes and/or quantization-aware-trains a Keras model.
+                 prune: float | None = None, qat: bool = False, epochs: int | None = None,
+                 teacher: str | None = None, temperature: float = 4.0,
+                 distill_alpha: float = 0.9, lowrank: float | None = None) -> None:
+        """Factorizes, prunes, distils and/or quantization-aware-trains a Keras model.
 
         Args:
-            model: A .keras / .h5 / SavedModel path.
+            model: A .keras / .h5 / SavedModel path (Keras 3 files are bridged to tf_keras).
             data: "digits", an .npz with x and y, or an image folder.
             out: Output model path (.keras; .h5 when --qat: tf_keras reloads QAT models only
                 from .h5).
             prune: Final sparsity in [0, 1) (PolynomialDecay schedule); omit to skip pruning.
             qat: Quantization-aware training (prune-preserving when the model is sparse).
             epochs: Fine-tuning epochs of each stage (default: each stage's own).
+            teacher: A model whose softened outputs guide every fine-tune (distillation); alone,
+                it distils into MODEL.
+            temperature: Distillation temperature T.
+            distill_alpha: Weight of the soft (KL) term; 1 - alpha weighs the labels.
+            lowrank: SVD-factorize Dense / 1x1 Conv2D kernels keeping this energy share (0, 1].
         """
         from edgekit import api
 
         if not out:
             raise InputError("--out is required: the path of the compressed model")
         result = api.compress(model, out=out, data=data, prune=prune, qat=qat, epochs=epochs,
-                              log=_print)
+                              teacher=teacher, temperature=temperature,
+                              distill_alpha=distill_alpha, lowrank=lowrank, log=_print)
         _print(f"wrote {result['out']}")
 
     def convert(self, model: str, data: str = "digits", out: str = "", mode: str = "int8",
                 io: str | None = None, samples: int = 200, seed: int = 0,
-                per_channel: bool = True) -> None:
+                per_channel: bool = True, calibration: str | None = None,
+                max_accuracy_drop: float | None = None, debug_layers: bool = False) -> None:
         """Converts a Keras model to TFLite and verifies it on the held-out split.
 
         Args:
@@ -124,23 +137,39 @@ class EdgekitCLI:
             out: Output .tflite path.
             mode: int8 | int16x8 | float16 | dynamic | float32.
             io: Input/output type: int8 | uint8 | float32 (int8 mode; default int8).
-            samples: Calibration samples drawn from the training split.
+            samples: Calibration samples drawn from the training split (or --calibration).
             seed: Seed of the calibration draw (indices saved beside the model).
             per_channel: Per-channel weight quantization.
+            calibration: Calibrate on this instead of the training split: a .npy/.npz file
+                (arrays named after the model inputs, or x) or an image folder (resized to the
+                model input, scaled to [0, 1]).
+            max_accuracy_drop: int8: keep the fewest worst layers in float until the held-out
+                accuracy drop is at most this many points (the model is then not full-integer).
+            debug_layers: int8: rank the layers by quantization error; saved beside the model
+                as <name>.layers.json.
         """
         from edgekit import api
+        from edgekit.converters import format_quant_debug, format_selective
 
         result = api.convert(model, out=out, data=data, mode=mode, io=io, samples=samples,
-                             seed=seed, per_channel=per_channel)
+                             seed=seed, per_channel=per_channel, calibration=calibration,
+                             max_accuracy_drop=max_accuracy_drop, debug_layers=debug_layers,
+                             log=_print)
         if result["calibration_record"] is not None:
             _print(f"calibration: {samples} samples max, seed {seed} -> "
                    f"{result['calibration_record']}")
+        if result["quant_debug"] is not None:
+            _print(format_quant_debug(result["quant_debug"]))
+            _print(f"layers: {Path(out).parent / result['quant_debug']['record']}")
+        if result["selective"] is not None:
+            _print(format_selective(result["selective"]))
         _print(f"wrote {result['out']}")
         _print(json.dumps(result["verification"].to_dict(), indent=2))
 
     def inspect(self, model: str, require_int8: bool = False, json_out: str | None = None
                 ) -> None:
-        """Lists ops, tensor dtypes, I/O quantization, size raw/gzip, weight sparsity.
+        """Lists the op histogram, tensor dtypes and float tensors, I/O quantization, size
+        raw/gzip, weight sparsity, and whether XNNPACK's sparse inference applies.
 
         Args:
             model: A .tflite file.
@@ -149,13 +178,16 @@ class EdgekitCLI:
         """
         from device_bench.atomicio import write_json
         from edgekit import api
-        from edgekit.converters import format_inspection
+        from edgekit.converters import format_inspection, format_xnnpack_sparse
 
         found = api.inspect(model)
         result, sparsity = found["inspection"], found["weight_sparsity"]
         _print(format_inspection(result, sparsity))
+        _print("")
+        _print(format_xnnpack_sparse(found["xnnpack_sparse"]))
         if json_out:
-            write_json(json_out, {**result.to_dict(), "weight_sparsity": sparsity})
+            write_json(json_out, {**result.to_dict(), "weight_sparsity": sparsity,
+                                  "xnnpack_sparse": found["xnnpack_sparse"].to_dict()})
         if require_int8 and not result.full_integer:
             ops = sorted({o["op"] for o in result.float_ops})
             raise CheckFailed(
@@ -165,32 +197,68 @@ class EdgekitCLI:
 
     def bench(self, model: str, target: str = "local", threads: int | None = None,
               warmup: int = 20, runs: int = 200, min_seconds: float = 1.0, windows: int = 5,
-              energy: str = "none", json: str | None = None) -> None:
-        """Benchmarks a .tflite on a target (latency, memory).
+              energy: str = "none", energy_seconds: float = 10.0,
+              json: str | None = None) -> None:
+        """Benchmarks a .tflite on one or several targets (latency, memory, energy).
+
+        Several targets (``--target=local,qemu-aarch64``, a repeated ``--target``, or a list
+        ``--target='[local,x]'``) run in turn and print one comparison table. A target that
+        fails is marked FAILED with its reason, the others still run, and the exit code is 1.
 
         Args:
             model: The .tflite file.
-            target: local (ssh/adb/qemu targets arrive later).
+            target: local | ssh://USER@HOST[:PORT] | adb://SERIAL | qemu-aarch64[:CPU], or
+                several, comma-separated.
             threads: Interpreter threads.
             warmup: Warm-up runs.
             runs: Timed runs (at least).
             min_seconds: Minimum timed seconds.
             windows: Measurement windows (CV over their medians).
-            energy: none (energy sources arrive later).
-            json: Write the edgekit.bench/1 JSON to this path.
+            energy: none | auto | rapl | hwmon[:NAME] | pi5-pmic | android | meter:CMD |
+                profile[:BOARD] (auto falls back to a board estimate, marked measured: false).
+            energy_seconds: Minimum energy window in seconds (after an idle baseline).
+            json: Write the JSON here: for one target the edgekit.bench/1 dict; for several
+                the edgekit.bench-comparison/1 object keyed by target (edgekit.bench_table).
         """
         from device_bench.atomicio import write_json
+        from device_bench.errors import TargetError
         from edgekit import api
+        from edgekit.bench_table import (
+            TargetOutcome,
+            format_table,
+            outcomes_from_dict,
+            parse_targets,
+        )
 
-        if energy not in ("none", "auto"):
-            raise InputError(f"--energy must be none or auto in this version, got {energy!r}")
-        result = api.bench(model, target=target, threads=threads, warmup=warmup, runs=runs,
-                           min_seconds=min_seconds, windows=windows)
-        lat = result["latency_ms"]
-        _print(f"{model} on {target}: p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f} ms  "
-               f"p99 {lat['p99']:.3f} ms  mean {lat['mean']:.3f} ± {lat['std']:.3f} ms  "
-               f"cv {lat['cv']}  init {lat['init']:.2f} ms  first {lat['first']:.3f} ms  "
-               f"peak RSS {result['memory']['peak_rss_mb']} MB  ({result['runs']} runs)")
+        specs = parse_targets(target)
+        options = {"threads": threads, "warmup": warmup, "runs": runs,
+                   "min_seconds": min_seconds, "windows": windows, "energy": energy,
+                   "energy_seconds": energy_seconds}
+        if len(specs) > 1:
+            comparison = api.bench(model, target=specs, **options)
+            outcomes = outcomes_from_dict(comparison)
+            _print(format_table(outcomes))
+            if json:
+                write_json(json, comparison)
+            failed = [o.target for o in outcomes if not o.ok]
+            if failed:
+                raise CheckFailed(f"{len(failed)} of {len(outcomes)} targets failed: "
+                                  f"{', '.join(failed)}")
+            return
+        try:
+            result = api.bench(model, target=specs[0], **options)
+        except TargetError as e:
+            raise CheckFailed(f"target {specs[0]} failed: {e}") from e
+        _print(format_table([TargetOutcome(specs[0], result)]))
+        _print(f"{model}: {result['runs']} runs (warm-up {result['warmup']}), first "
+               f"{_ms(result['latency_ms']['first'])}")
+        en = result.get("energy")
+        if en:
+            kind = "measured" if en["measured"] else "estimate, not measured"
+            _print(f"energy {en['mj_per_inference']:.4g} mJ/inference "
+                   f"({en['mj_per_inference_above_idle']:.4g} mJ above idle; idle "
+                   f"{en['idle_w']:.3g} W, active {en['active_w']:.3g} W; {kind}: "
+                   f"{en['source']})")
         if json:
             write_json(json, result)
 
@@ -209,8 +277,47 @@ class EdgekitCLI:
     def models(self) -> None:
         """Lists the reference models that recipes and `run` can name."""
         from edgekit.models import available_models
+        from edgekit.models.registry import model_info
 
-        _print("\n".join(available_models()))
+        infos = [model_info(name) for name in available_models()]
+        width = max(len(i.name) for i in infos)
+        _print("\n".join(f"{i.name:<{width}}  {i.task.value:<14}  {i.summary}" for i in infos))
+
+
+def merge_repeated_flag(argv: list[str], flag: str) -> list[str]:
+    """Joins every ``FLAG V`` / ``FLAG=V`` into one ``FLAG=V1,V2`` (fire keeps only the last).
+
+    Args:
+        argv: The command line without the program name.
+        flag: The flag that may repeat, e.g. ``--target``.
+
+    Returns:
+        ``argv`` unchanged when the flag appears at most once, else with one merged flag placed
+        where the first one was.
+    """
+    values: list[str] = []
+    rest: list[str] = []
+    first = -1
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg == flag and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith(flag + "="):
+            value, i = arg[len(flag) + 1:], i + 1
+        else:
+            rest.append(arg)
+            i += 1
+            continue
+        first = len(rest) if first < 0 else first
+        values.append(value)
+    if len(values) < 2:
+        return argv
+    rest.insert(first, f"{flag}={','.join(values)}")
+    return rest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         The exit code (also raised as SystemExit by the console script wrapper).
     """
     try:
-        fire.Fire(EdgekitCLI(), command=argv if argv is not None else sys.argv[1:],
-                  name="edgekit")
+        args = merge_repeated_flag(list(argv if argv is not None else sys.argv[1:]), "--target")
+        fire.Fire(EdgekitCLI(), command=args, name="edgekit")
     except INPUT_ERRORS as e:
         print(f"edgekit: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -114,44 +114,94 @@ def overall_sparsity(model: keras.Model) -> float | None:
 
 
 def convert_to_file(model: keras.Model, data: Dataset, config: Any, path: Path, *,
-                    samples: int, seed: int) -> dict[str, Any] | None:
+                    samples: int, seed: int, calibration: Any = None,
+                    max_accuracy_drop: float | None = None, debug_layers: bool = False,
+                    log: Log | None = None) -> dict[str, Any] | None:
     """Converts ``model`` to ``path``; calibrates first when the mode needs it.
 
-    Calibration samples are drawn by seed from the training split; their indices (into the
-    data's source) are saved beside the model once the conversion has succeeded.
+    Calibration samples are drawn by seed from the training split, or taken from
+    ``calibration`` (a file, image folder, stream or arrays: see
+    ``edgekit.converters.calibration_source``); their indices (and file names, for folders) are
+    saved beside the model once the conversion has succeeded (``X.calibration.json``).
+
+    int8 only: ``debug_layers`` ranks the layers by their own quantization error and saves the
+    ranking as ``X.layers.json``; ``max_accuracy_drop`` keeps the fewest worst layers in float
+    until the held-out accuracy drop is within budget (``X.selective.json``).
 
     Args:
         model: The Keras model.
-        data: The dataset (training split for calibration).
+        data: The dataset (training split for calibration, held-out split for the budget).
         config: A ``ConversionConfig``.
         path: The ``.tflite`` to write (atomically).
         samples: Calibration samples to draw.
         seed: Seed of the draw.
+        calibration: Another calibration source; None = the training split.
+        max_accuracy_drop: Selective quantization budget in points; None = plain int8.
+        debug_layers: Rank and save per-layer quantization errors.
+        log: Progress sink for the selective search.
 
     Returns:
-        ``{"record": file name, "samples", "seed"}``, or None for a mode without calibration.
+        ``{"record": file name, "samples", "seed", "source", "selection"}``, plus
+        ``"quant_debug"`` (the ranking, with its ``"record"`` file) and ``"selective"`` when
+        asked for; None for a mode without calibration.
 
     Raises:
-        InputError: Calibration data that does not fit, or a model the converter rejects.
+        InputError: Calibration data that does not fit, a model the converter rejects, or
+            debugging / selective quantization asked of a mode other than int8 or a QAT model.
     """
     from edgekit.converters import (
+        calibrate,
         calibration_record_path,
+        calibration_source,
         convert_keras,
+        model_input_specs,
+        quantize_calibrated,
         save_calibration_record,
         select_calibration,
+        selective_quantize,
     )
+    from edgekit.converters import debug_layers as rank_layers
 
-    representative = indices = None
-    if config.mode.needs_calibration:
+    wants_debug = debug_layers or max_accuracy_drop is not None
+    if not config.mode.needs_calibration:
+        if wants_debug:
+            raise InputError(f"--max-accuracy-drop and --debug-layers need mode int8, got mode "
+                             f"{config.mode.value}")
+        write_bytes(path, convert_keras(model, config))
+        return None
+    if calibration is None:
         representative, indices = select_calibration(data.x_train, num_samples=samples,
                                                      seed=seed)
-    write_bytes(path, convert_keras(model, config, representative=representative))
-    if indices is None:
-        return None
-    record = save_calibration_record(
-        calibration_record_path(path), indices=data.train_indices[indices], seed=seed,
-        num_samples=len(indices), source=f"{data.name} training split (indices into the source)")
-    return {"record": record.name, "samples": len(indices), "seed": seed}
+        rec: dict[str, Any] = {
+            "indices": data.train_indices[indices], "num_samples": len(indices),
+            "source": f"{data.name} training split (indices into the source)"}
+    else:
+        taken = calibration_source(calibration).take(model_input_specs(model), samples, seed)
+        representative = taken
+        rec = {"indices": taken.indices, "num_samples": len(taken), "source": taken.source,
+               "selection": taken.selection, "files": taken.files, "inputs": taken.names}
+    extra: dict[str, Any] = {}
+    if not wants_debug:
+        blob = convert_keras(model, config, representative=representative)
+    else:
+        calibrated = calibrate(model, config, representative)
+        ranking = rank_layers(model, config, representative, calibrated=calibrated)
+        if debug_layers:
+            layers_path = write_json(path.with_name(f"{path.stem}.layers.json"),
+                                     ranking.to_dict())
+            extra["quant_debug"] = {"record": layers_path.name, **ranking.to_dict()}
+        if max_accuracy_drop is None:
+            blob = quantize_calibrated(calibrated, config)
+        else:
+            blob, result, _ = selective_quantize(
+                model, config, representative, data.x_test, data.y_test, max_accuracy_drop,
+                ranking=ranking, calibrated=calibrated, log=log)
+            sel_path = write_json(path.with_name(f"{path.stem}.selective.json"), result.to_dict())
+            extra["selective"] = {"record": sel_path.name, **result.to_dict()}
+    write_bytes(path, blob)
+    record = save_calibration_record(calibration_record_path(path), seed=seed, **rec)
+    return {"record": record.name, "samples": rec["num_samples"], "seed": seed,
+            "source": rec["source"], "selection": rec.get("selection", "seeded"), **extra}
 
 
 def model_input_shape(model: keras.Model) -> tuple[int | None, ...]:
@@ -171,8 +221,23 @@ def model_input_shape(model: keras.Model) -> tuple[int | None, ...]:
 
 
 def _check_classes(model: keras.Model, data: Dataset) -> None:
+    """Refuses a model whose output is not one score per class of ``data``.
+
+    Raises:
+        InputError: Several outputs, an output that is not (batch, classes), or fewer classes.
+    """
     out = model.output_shape
-    n = out[-1] if isinstance(out, tuple) else None
+    if not isinstance(out, tuple):
+        raise InputError(
+            f"model {model.name!r} has {len(out)} outputs; the pipeline scores classifiers with "
+            "one (batch, classes) output"
+        )
+    if len(out) != 2:
+        raise InputError(
+            f"model {model.name!r} outputs shape {list(out)}; the pipeline scores classifiers "
+            "whose output is (batch, classes)"
+        )
+    n = out[-1]
     if n is not None and n < data.num_classes:
         raise InputError(
             f"model {model.name!r} has {n} outputs but data {data.name!r} has "
@@ -230,11 +295,17 @@ class Pipeline:
         Returns:
             (model, data, needs_training).
         """
-        from edgekit.models.registry import build_model, is_model_name
+        from edgekit.models.registry import Task, build_model, is_model_name, model_info
 
         r = self.recipe
         keras.utils.set_random_seed(r.seed)
         if is_model_name(r.model):
+            task = model_info(r.model).task
+            if task is not Task.CLASSIFICATION:
+                raise InputError(
+                    f"model {r.model!r} is a {task.value} model; the pipeline trains and scores "
+                    "classifiers (pick one listed by `edgekit models` as classification)"
+                )
             data = load_data(r.data)
             model = build_model(r.model, input_shape=data.sample_shape,
                                 num_classes=data.num_classes)
@@ -244,6 +315,11 @@ class Pipeline:
             data = load_data(r.data, input_shape=model_input_shape(model))
             trained = False
         _check_classes(model, data)
+        if r.convert.calibration is not None:
+            # Open it now, so a missing or misshapen file fails before hours of training.
+            from edgekit.converters import calibration_source, model_input_specs
+
+            calibration_source(r.convert.calibration).take(model_input_specs(model), 1, 0)
         return model, data, trained
 
     def _float_model(self, model: keras.Model, data: Dataset, needs_training: bool
@@ -317,7 +393,10 @@ class Pipeline:
                 models.append((name, model))
                 continue
             self.log(f"stage {name}: {stage.to_dict()['config']}")
-            result = stage.apply(model, data)
+            # A teacher named "float" (Distill, or a stage's distill field) is the float model.
+            from edgekit.compress.distill import bind_teacher
+
+            result = bind_teacher(stage, self.out / "float.keras").apply(model, data)
             path = save_model(result.model, self.out / f"{name}{suffix}")
             # Stages hand on files: reload what was saved so the next stage starts from it.
             model = load_model(path)
@@ -348,15 +427,36 @@ class Pipeline:
 
     def _convert(self, model: keras.Model, data: Dataset, name: str, config: Any,
                  source: str) -> tuple[Path, dict[str, Any]]:
-        from edgekit.converters import inspect_tflite, verify_tflite, weight_sparsity
+        from edgekit.converters import (
+            Mode,
+            inspect_tflite,
+            is_qat_model,
+            verify_tflite,
+            weight_sparsity,
+        )
 
         t0 = time.perf_counter()
         spec = self.recipe.convert
         path = self.out / f"{name}.tflite"
         self.log(f"convert {source} -> {path.name} ({config.mode.value})")
+        options: dict[str, Any] = {}
+        skipped = None
+        if config.mode == Mode.INT8 and (spec.max_accuracy_drop is not None or spec.debug_layers):
+            if is_qat_model(model):
+                skipped = (f"per-layer debugging / selective quantization skipped: {source!r} is "
+                           "a QAT model (it converts with its learned ranges)")
+                self.log(f"{name}: {skipped}")
+            else:
+                options = {"max_accuracy_drop": spec.max_accuracy_drop,
+                           "debug_layers": spec.debug_layers, "log": self.log}
         calibration = convert_to_file(model, data, config, path,
                                       samples=spec.calibration_samples,
-                                      seed=spec.calibration_seed)
+                                      seed=spec.calibration_seed,
+                                      calibration=spec.calibration, **options)
+        quant_debug = calibration.pop("quant_debug", None) if calibration else None
+        selective = calibration.pop("selective", None) if calibration else None
+        if skipped:
+            selective = {"skipped": skipped}
         self.log(f"verify {path.name} on {len(data.x_test)} held-out samples")
         verification = verify_tflite(path, data.x_test, data.y_test, reference=model)
         inspection = inspect_tflite(path)
@@ -373,6 +473,8 @@ class Pipeline:
             "verification": verification.to_dict(),
             "inspection": inspection.to_dict(),
             "weight_sparsity": weight_sparsity(path),
+            **({"quant_debug": quant_debug} if quant_debug else {}),
+            **({"selective": selective} if selective else {}),
             "bench": {},
             "seconds": round(time.perf_counter() - t0, 2),
         }
@@ -397,6 +499,11 @@ class Pipeline:
             lat = result["latency_ms"]
             self.log(f"{path.name} on {target_spec}: p50 {lat['p50']:.3f} ms, "
                      f"p90 {lat['p90']:.3f} ms, cv {lat['cv']}")
+            energy = result.get("energy")
+            if energy:
+                self.log(f"{path.name} on {target_spec}: {energy['mj_per_inference']:.4g} mJ/"
+                         f"inference ({'measured' if energy['measured'] else 'estimate'}, "
+                         f"{energy['source']})")
 
     # -- run --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

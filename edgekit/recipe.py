@@ -48,6 +48,14 @@ class ConvertSpec:
         calibration_samples: Representative samples drawn from the training split.
         calibration_seed: Seed of that draw (the chosen indices are saved beside the model).
         float32_baseline: Also convert the float model to float32 TFLite for comparison.
+        calibration: Where calibration samples come from instead of the training split: a
+            ``.npy``/``.npz`` file or an image folder, or ``{source, resize, normalize}`` (see
+            ``edgekit.converters.CalibrationSpec``); None = the training split.
+        max_accuracy_drop: int8 only: keep the fewest worst layers in float until the held-out
+            accuracy drop against the converted Keras model is at most this many points
+            (selective quantization); None = plain int8.
+        debug_layers: int8 only: rank the layers by their quantization error and save the
+            ranking beside the model (``<model>.layers.json``).
     """
 
     mode: str = "int8"
@@ -56,13 +64,33 @@ class ConvertSpec:
     calibration_samples: int = 200
     calibration_seed: int = 0
     float32_baseline: bool = True
+    calibration: str | dict[str, Any] | None = None
+    max_accuracy_drop: float | None = None
+    debug_layers: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
             raise InputError(
                 f"calibration_samples must be an integer >= 1, got {self.calibration_samples!r}"
             )
-        self.conversion_config()  # validates mode / io / per_channel
+        config = self.conversion_config()  # validates mode / io / per_channel
+        if self.calibration is not None:
+            from edgekit.converters import CalibrationSpec
+
+            spec = CalibrationSpec.from_value(self.calibration)
+            object.__setattr__(self, "calibration", self.calibration
+                               if isinstance(self.calibration, str) else spec.to_dict())
+        drop = self.max_accuracy_drop
+        if drop is not None and (isinstance(drop, bool) or not isinstance(drop, (int, float))
+                                 or drop < 0):
+            raise InputError(f"convert.max_accuracy_drop must be a number of points >= 0, "
+                             f"got {drop!r}")
+        if not isinstance(self.debug_layers, bool):
+            raise InputError(f"convert.debug_layers must be true or false, got "
+                             f"{self.debug_layers!r}")
+        if (drop is not None or self.debug_layers) and config.mode.value != "int8":
+            raise InputError(f"convert.max_accuracy_drop and convert.debug_layers need mode int8, "
+                             f"got mode {config.mode.value}")
 
     def conversion_config(self) -> Any:
         """Returns the converters' ``ConversionConfig`` for this section.
@@ -87,6 +115,9 @@ class BenchSpec:
         min_seconds: Minimum timed seconds.
         windows: Measurement windows (the CV is over their medians).
         threads: Interpreter threads (None = the interpreter's default).
+        energy: Energy per inference: none | auto | rapl | hwmon[:NAME] | pi5-pmic | android |
+            meter:CMD | profile[:BOARD] (see ``device_bench.energy``).
+        energy_seconds: Minimum energy window (after an idle baseline), seconds.
     """
 
     targets: tuple[str, ...] = ("local",)
@@ -95,6 +126,8 @@ class BenchSpec:
     min_seconds: float = 1.0
     windows: int = 5
     threads: int | None = None
+    energy: str = "none"
+    energy_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         targets = self.targets
@@ -115,7 +148,8 @@ class BenchSpec:
 
         return BenchOptions(
             threads=self.threads, warmup=self.warmup, runs=self.runs,
-            min_seconds=self.min_seconds, windows=self.windows,
+            min_seconds=self.min_seconds, windows=self.windows, energy=self.energy,
+            energy_seconds=self.energy_seconds,
         )
 
 

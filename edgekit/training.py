@@ -7,6 +7,7 @@ learning-rate decay over the whole run, and seeded, repeatable batches.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Iterator, Sequence
@@ -72,7 +73,7 @@ def checked_kwargs(cls: type, config: dict[str, Any] | None, where: str) -> dict
         return {}
     if not isinstance(config, dict):
         raise InputError(f"{where} must be a mapping, got {type(config).__name__}")
-    known = list(cls.__dataclass_fields__)
+    known = [f.name for f in dataclasses.fields(cls)]  # not ClassVars such as class_name
     unknown = sorted(set(config) - set(known))
     if unknown:
         raise InputError(f"unknown key(s) {unknown} in {where}; known keys: {', '.join(known)}")

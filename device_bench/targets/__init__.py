@@ -9,7 +9,7 @@ from device_bench.errors import BenchInputError
 from device_bench.targets.base import Target
 from device_bench.targets.local import LocalTarget
 
-__all__ = ["KNOWN_SPECS", "LocalTarget", "Target", "get_target"]
+__all__ = ["KNOWN_SPECS", "LocalTarget", "QemuTarget", "Target", "get_target"]
 
 # Every spec form, as the error messages list them.
 KNOWN_SPECS: tuple[str, ...] = (
@@ -18,6 +18,15 @@ KNOWN_SPECS: tuple[str, ...] = (
     "adb://SERIAL",
     "qemu-aarch64[:CPU]",
 )
+
+
+def __getattr__(name: str) -> object:
+    # QemuTarget is exported but imported on first use, like get_target does.
+    if name == "QemuTarget":
+        from device_bench.targets.qemu import QemuTarget
+
+        return QemuTarget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_target(spec: str) -> Target:

@@ -1,4 +1,4 @@
-"""Compression stages: pruning, quantization-aware training (distillation arrives later).
+"""Compression stages: pruning, quantization-aware training, distillation, low-rank factorization.
 
 Recipes name a stage by ``class_name``; :func:`stage_from_dict` builds it and rejects unknown
 names or config keys with a message that lists the known ones.
@@ -9,15 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.compress.base import SerializableStage, Stage, StageResult, kernel_sparsity
+from edgekit.compress.distill import Distill
+from edgekit.compress.lowrank import LowRank
 from edgekit.compress.prune import Prune
 from edgekit.compress.qat import QAT
 from edgekit.errors import InputError
 
-STAGES: dict[str, type[SerializableStage]] = {"Prune": Prune, "QAT": QAT}
+STAGES: dict[str, type[SerializableStage]] = {"Prune": Prune, "QAT": QAT, "Distill": Distill,
+                                              "LowRank": LowRank}
 
 __all__ = [
     "QAT",
     "STAGES",
+    "Distill",
+    "LowRank",
     "Prune",
     "Stage",
     "StageResult",

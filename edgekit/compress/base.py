@@ -64,19 +64,47 @@ class SerializableStage:
         return {"class_name": self.class_name, "config": self.get_config()}
 
     def fine_tune(
-        self, model: keras.Model, data: Dataset, desc: str, callbacks: tuple[Any, ...] = ()
+        self, model: keras.Model, data: Dataset, desc: str, callbacks: tuple[Any, ...] = (),
+        teacher: keras.Model | None = None,
     ) -> dict[str, list[float]]:
         """Trains ``model`` on the training split with the stage's own training fields.
+
+        A stage with a ``distill`` field set (``{teacher, temperature, alpha, feature_layer}``)
+        trains with the distillation loss instead (see :mod:`edgekit.compress.distill`); the
+        callbacks (tfmot's ``UpdatePruningStep``) run the same way.
 
         Args:
             model: The wrapped (pruning / QAT) model.
             data: The dataset.
             desc: Progress-bar label.
             callbacks: Extra Keras callbacks.
+            teacher: The model the stage started from: the teacher when ``distill.teacher`` is
+                ``"float"`` outside a pipeline (a pipeline points it at its float model file).
 
         Returns:
             The Keras history.
+
+        Raises:
+            InputError: A bad ``distill`` mapping or teacher.
         """
+        distill = getattr(self, "distill", None)
+        if distill is not None:
+            from edgekit.compress.distill import DistillConfig, fit_distilled, load_teacher
+
+            name = type(self).class_name
+            config = DistillConfig.from_dict(distill, f"{name} distill")
+            return fit_distilled(
+                model, load_teacher(config.teacher, teacher, name), data.x_train, data.y_train,
+                temperature=config.temperature, alpha=config.alpha,
+                feature_layer=config.feature_layer,
+                epochs=self.epochs,  # type: ignore[attr-defined]
+                learning_rate=self.learning_rate,  # type: ignore[attr-defined]
+                batch_size=self.batch_size,  # type: ignore[attr-defined]
+                augment_shift=self.augment_shift,  # type: ignore[attr-defined]
+                seed=self.seed,  # type: ignore[attr-defined]
+                callbacks=callbacks,
+                desc=f"{desc} + distill",
+            )
         return fit(
             model, data.x_train, data.y_train,
             epochs=self.epochs,  # type: ignore[attr-defined]

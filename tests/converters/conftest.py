@@ -114,3 +114,51 @@ def half_zeroed(model: keras.Model) -> keras.Model:
 def helpers() -> dict[str, Callable[..., object]]:
     """The model helpers above, for tests (imported as a fixture, not through ``conftest``)."""
     return {"build_cnn": build_cnn, "fit": compile_and_fit, "half_zeroed": half_zeroed}
+
+
+# --- a model with one layer whose int8 quantization destroys it (debugger / selective tests) ---
+
+def make_outlier_model(x: np.ndarray, y: np.ndarray, *, hidden: int = 32, epochs: int = 12,
+                       seed: int = 0) -> keras.Model:
+    """An MLP on digits pixels whose ``fc_outlier`` layer has one huge weight per unit.
+
+    The huge weights sit on a pixel that is 0 in every digits image, so the float model computes
+    exactly what it did before they were set. int8 quantization gives each output channel of
+    ``fc_outlier`` one weight scale, stretched by the outlier to ~1000x the useful weights, which
+    all round to 0: the int8 model falls to chance. Keeping ``fc_outlier`` in float repairs it.
+    """
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.layers.Input(x.shape[1:], name="image"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(hidden, activation="relu", name="fc_outlier"),
+        keras.layers.Dense(10, name="logits"),
+    ])
+    compile_and_fit(model, x, y, epochs=epochs, lr=0.01)
+    dead = np.flatnonzero(x.reshape(len(x), -1).max(axis=0) == 0)
+    kernel, bias = model.get_layer("fc_outlier").get_weights()
+    signs = np.where(np.arange(hidden) % 2, 1.0, -1.0)
+    kernel[dead[0], :] = 1000.0 * np.abs(kernel).max() * signs
+    model.get_layer("fc_outlier").set_weights([kernel, bias])
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits8():
+    """scikit-learn's digits at their own 8x8 resolution (1437 train / 360 held-out)."""
+    from edgekit.data import load_digits
+
+    return load_digits(8)
+
+
+@pytest.fixture(scope="session")
+def outlier_model(digits8) -> keras.Model:
+    return make_outlier_model(digits8.x_train, digits8.y_train)
+
+
+@pytest.fixture(scope="session")
+def outlier_keras(outlier_model, tmp_path_factory) -> Path:
+    """The outlier model saved as .keras (for the CLI and the pipeline)."""
+    from edgekit._keras import save_model
+
+    return save_model(outlier_model, tmp_path_factory.mktemp("outlier") / "outlier.keras")

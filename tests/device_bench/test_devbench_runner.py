@@ -76,7 +76,7 @@ def test_options_from_dict_unknown_key_lists_known() -> None:
         BenchOptions.from_dict({"runs": 20, "repeats": 3})
     assert str(err.value) == (
         "unknown bench option(s) 'repeats'; expected any of: threads, warmup, warmup_seconds, "
-        "runs, min_seconds, windows, seed, xnnpack, input_path"
+        "runs, min_seconds, windows, seed, xnnpack, input_path, energy, energy_seconds"
     )
 
 

@@ -245,3 +245,20 @@ def test_help_lists_every_command(cli, capsys):
     text = captured.out + captured.err  # fire's help goes through its own console writer
     for command in ("demo", "run", "compress", "convert", "inspect", "bench", "models"):
         assert f"     {command}\n" in text, command
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["bench", "m.tflite", "--target", "local", "--target", "qemu-aarch64"],
+         ["bench", "m.tflite", "--target=local,qemu-aarch64"]),
+        (["bench", "--target=local", "m.tflite", "--target", "ssh://pi@b:22", "--runs", "5"],
+         ["bench", "--target=local,ssh://pi@b:22", "m.tflite", "--runs", "5"]),
+        (["bench", "m.tflite", "--target", "local"], ["bench", "m.tflite", "--target", "local"]),
+        (["bench", "--target=a", "--", "--target=b"], ["bench", "--target=a", "--", "--target=b"]),
+    ],
+)
+def test_repeated_target_flags_are_merged(argv, expected):
+    from edgekit.cli import merge_repeated_flag
+
+    assert merge_repeated_flag(argv, "--target") == expected

@@ -107,3 +107,34 @@ def test_budgets_fail_with_the_failing_figure(fast_run):
     assert results["max_latency_ms[ssh://pi@board]"]["value"] is None
     assert results["max_latency_ms[ssh://pi@board]"]["passed"] is False
     assert results["require_int8"]["passed"] is True
+
+
+def test_a_loaded_model_without_class_scores_is_refused(tmp_path):
+    from edgekit._keras import keras, save_model
+    from edgekit.errors import InputError
+    from edgekit.pipeline import Pipeline
+
+    inputs = keras.Input((32, 32, 1))
+    outputs = keras.layers.Conv2D(10, 3, padding="same")(inputs)  # (batch, 32, 32, 10)
+    path = save_model(keras.Model(inputs, outputs, name="segmenter"), tmp_path / "seg.keras")
+    pipe = Pipeline(Recipe.from_dict({"model": str(path), "data": "digits"}), tmp_path / "run")
+    with pytest.raises(InputError) as err:
+        pipe.resolve_inputs()
+    assert str(err.value) == ("model 'segmenter' outputs shape [None, 32, 32, 10]; the pipeline "
+                              "scores classifiers whose output is (batch, classes)")
+
+
+def test_a_misshapen_calibration_file_fails_before_training(tmp_path):
+    from edgekit.errors import InputError
+    from edgekit.pipeline import Pipeline
+
+    bad = tmp_path / "cal.npz"
+    np.savez(bad, x=np.zeros((4, 28, 28), np.float32))
+    recipe = Recipe.from_dict({"model": "demo_cnn", "data": "digits",
+                               "convert": {"calibration": str(bad)}})
+    with pytest.raises(InputError, match=r"\(28, 28\) but the model input .* \(32, 32, 1\)"):
+        Pipeline(recipe, tmp_path / "run").resolve_inputs()
+    missing = Recipe.from_dict({"model": "demo_cnn", "data": "digits",
+                                "convert": {"calibration": str(tmp_path / "none.npz")}})
+    with pytest.raises(InputError, match="none.npz"):
+        Pipeline(missing, tmp_path / "run").resolve_inputs()

@@ -82,3 +82,11 @@ def test_bad_recipe_files(tmp_path):
     txt.write_text(yaml.safe_dump({"model": "demo_cnn"}))
     with pytest.raises(InputError, match=r"must be \.yaml, \.yml or \.json"):
         Recipe.load(txt)
+
+
+def test_a_stage_config_naming_class_name_is_an_unknown_key():
+    from edgekit.compress import stage_from_dict
+    from edgekit.errors import InputError
+
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['class_name'\] in Prune config"):
+        stage_from_dict({"class_name": "Prune", "config": {"class_name": "QAT"}})

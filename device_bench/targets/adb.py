@@ -1,0 +1,539 @@
+"""The adb target: benchmark on an Android phone (or board) over ``adb``, pinned to chosen cores.
+
+``adb://SERIAL[?cores=4-7&benchmark_model=/host/path/benchmark_model&python=python3]``
+
+Two ways to run:
+
+- with ``benchmark_model`` (TFLite's C++ tool, built for the phone by the user): the tool and the
+  model are pushed to ``/data/local/tmp/edgekit-XXXXXX`` and run under ``taskset``; its text is
+  parsed (:mod:`device_bench.benchmark_model_output`) into an ``edgekit.bench/1`` result;
+- without it, the Python runner, where the phone has Python with numpy and a TFLite interpreter
+  (Termux, a rooted image): the device_bench package is pushed and ``python3 -m device_bench``
+  runs under ``taskset``, its JSON fetched with ``adb exec-out cat``.
+
+``adb shell`` joins its arguments into one string for the phone's shell, so every command is an
+argument list quoted element by element (``shlex.join``). The temp folder is removed afterwards,
+also after a failure. :func:`parse_benchmark_model_output` turns the text of a ``benchmark_model``
+run made by hand into the same result dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from device_bench.benchmark_model_output import parse_output, to_bench_result
+from device_bench.errors import BenchInputError, TargetError
+from device_bench.remote_payload import copy_package, timeout_wrapped
+from device_bench.runner import BenchOptions, model_facts
+
+__all__ = [
+    "FACTS_SCRIPT",
+    "SPEC_FORM",
+    "AdbTarget",
+    "cores_mask",
+    "parse_benchmark_model_output",
+    "parse_cores",
+    "parse_device_facts",
+]
+
+SPEC_FORM = "adb://SERIAL[?cores=LIST&benchmark_model=PATH&python=PATH]"
+_QUERY_KEYS = ("benchmark_model", "cores", "python")
+_SERIAL_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
+_ERROR_PREFIX = "device_bench: error: "
+_WARNING_PREFIX = "device_bench: warning: "
+_MAX_CORES = 64
+# What the target reads about the phone, one key=value a line. A fixed script (no variable part).
+FACTS_SCRIPT = (
+    'echo "model=$(getprop ro.product.model 2>/dev/null)"; '
+    'echo "manufacturer=$(getprop ro.product.manufacturer 2>/dev/null)"; '
+    'echo "platform=$(getprop ro.board.platform 2>/dev/null)"; '
+    'echo "release=$(getprop ro.build.version.release 2>/dev/null)"; '
+    'echo "sdk=$(getprop ro.build.version.sdk 2>/dev/null)"; '
+    'echo "machine=$(uname -m 2>/dev/null)"; '
+    'echo "possible=$(cat /sys/devices/system/cpu/possible 2>/dev/null)"; '
+    "for c in /sys/devices/system/cpu/cpu[0-9]*; do "
+    'echo "governor${c##*/cpu}=$(cat "$c/cpufreq/scaling_governor" 2>/dev/null)"; done'
+)
+
+
+def parse_cores(text: str) -> tuple[int, ...]:
+    """Reads a core list such as ``4-7`` or ``0,2,4-5`` (the kernel's cpulist form).
+
+    Args:
+        text: Comma-separated core numbers and ``A-B`` ranges.
+
+    Returns:
+        The cores, sorted, without duplicates.
+
+    Raises:
+        BenchInputError: The text is not such a list, or names a core above 63.
+    """
+    bad = BenchInputError(
+        f"cores must be a core list such as '4-7' or '0,2,4-5' (cores 0..{_MAX_CORES - 1}), "
+        f"got {text!r}"
+    )
+    if not isinstance(text, str) or not text.strip():
+        raise bad
+    cores: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise bad
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low or high >= _MAX_CORES:
+            raise bad
+        cores.update(range(low, high + 1))
+    return tuple(sorted(cores))
+
+
+def cores_mask(cores: tuple[int, ...] | list[int]) -> str:
+    """The ``taskset`` affinity mask of a core list, in hex without ``0x`` (``(4, 5, 6, 7)`` ->
+    ``"f0"``).
+
+    Args:
+        cores: Core numbers (0..63).
+
+    Returns:
+        The mask.
+
+    Raises:
+        BenchInputError: The list is empty or a core is out of range.
+    """
+    if not cores or any(
+        isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < _MAX_CORES for c in cores
+    ):
+        raise BenchInputError(f"cores must be a non-empty list of cores 0..63, got {cores!r}")
+    return format(sum(1 << c for c in set(cores)), "x")
+
+
+def _count_cpulist(text: str) -> int | None:
+    try:
+        return len(parse_cores(text))
+    except BenchInputError:
+        return None
+
+
+def parse_device_facts(text: str, *, serial: str | None = None,
+                       cores: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The ``target`` block from the output of :data:`FACTS_SCRIPT`.
+
+    Args:
+        text: The script's output (``key=value`` lines).
+        serial: The adb serial, reported as ``host``.
+        cores: The pinned cores; the governor is that of the first one (else of cpu0).
+
+    Returns:
+        ``{"kind": "adb", "host", "machine", "cpu", "cores", "os", "governor",
+        "temperature_c": None, "throttled": None}``; what the phone did not tell is None.
+    """
+    facts: dict[str, str] = {}
+    for line in text.replace("\r", "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and value.strip():
+            facts.setdefault(key.strip(), value.strip())
+    device = " ".join(v for v in (facts.get("manufacturer"), facts.get("model")) if v)
+    platform = facts.get("platform")
+    cpu = f"{device} ({platform})" if device and platform else (device or platform or None)
+    release, sdk = facts.get("release"), facts.get("sdk")
+    os_name = None
+    if release:
+        os_name = f"Android {release}" + (f" (API {sdk})" if sdk else "")
+    first = cores[0] if cores else 0
+    return {
+        "kind": "adb",
+        "host": serial,
+        "machine": facts.get("machine"),
+        "cpu": cpu,
+        "cores": _count_cpulist(facts["possible"]) if "possible" in facts else None,
+        "os": os_name,
+        "governor": facts.get(f"governor{first}"),
+        "temperature_c": None,
+        "throttled": None,
+    }
+
+
+def parse_benchmark_model_output(
+    text: str, model_path: str | os.PathLike[str] | None = None, *, kind: str = "adb"
+) -> dict[str, Any]:
+    """The ``edgekit.bench/1`` result of a ``benchmark_model`` run's text (run by hand, say).
+
+    Args:
+        text: What ``benchmark_model`` printed (stdout and stderr).
+        model_path: The ``.tflite`` on this machine, to fill the ``model`` block (sha256, size);
+            None keeps only the tool's ``Graph:`` path.
+        kind: ``target.kind`` to report.
+
+    Returns:
+        The result dict (see :func:`device_bench.benchmark_model_output.to_bench_result`).
+
+    Raises:
+        BenchInputError: The text is not the output of one finished run, or the model file
+            cannot be read.
+    """
+    parsed = parse_output(text)
+    model = model_facts(model_path) if model_path is not None else None
+    return to_bench_result(parsed, model=model, kind=kind)
+
+
+def _check_tool_options(options: BenchOptions) -> None:
+    if options.input_path is not None:
+        raise BenchInputError(
+            "input_path is not supported with benchmark_model (it feeds random inputs); "
+            "use the Python runner (no benchmark_model) for an .npy/.npz input"
+        )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class AdbTarget:
+    """Benchmarks on an Android device over adb.
+
+    Args:
+        serial: The device's adb serial (``adb devices``), e.g. ``R58M1234ABC`` or
+            ``192.168.1.20:5555``.
+        cores: Cores to pin the run to (a core list such as ``"4-7"`` or a sequence of ints);
+            None runs unpinned.
+        benchmark_model: A ``benchmark_model`` binary on this machine, built for the device;
+            None uses the Python runner with the device's ``python``.
+        python: The device's Python 3 (Python runner only).
+        adb: The adb program.
+        timeout_s: Seconds the benchmark itself may run.
+        command_timeout_s: Seconds for each short adb call (facts, push, fetch, clean-up).
+        remote_root: Where the temp folder is made on the device.
+
+    Raises:
+        BenchInputError: An argument is malformed; the message names it.
+    """
+
+    kind = "adb"
+
+    def __init__(
+        self,
+        serial: str,
+        *,
+        cores: str | tuple[int, ...] | list[int] | None = None,
+        benchmark_model: str | os.PathLike[str] | None = None,
+        python: str = "python3",
+        adb: str = "adb",
+        timeout_s: float = 600.0,
+        command_timeout_s: float = 120.0,
+        remote_root: str = "/data/local/tmp",
+    ) -> None:
+        if not isinstance(serial, str) or not _SERIAL_RE.match(serial) or serial.startswith("-"):
+            raise BenchInputError(f"adb serial must look like 'R58M1234ABC' or "
+                                  f"'192.168.1.20:5555', got {serial!r}")
+        if cores is None:
+            self.cores: tuple[int, ...] | None = None
+        elif isinstance(cores, str):
+            self.cores = parse_cores(cores)
+        else:
+            cores_mask(tuple(cores))  # validates
+            self.cores = tuple(sorted(set(cores)))
+        self.benchmark_model = os.fspath(benchmark_model) if benchmark_model is not None else None
+        for name, value in (("python", python), ("adb", adb), ("remote_root", remote_root)):
+            if not isinstance(value, str) or not value.strip():
+                raise BenchInputError(f"{name} must be a non-empty string, got {value!r}")
+        if not remote_root.startswith("/"):
+            raise BenchInputError(f"remote_root must be an absolute path, got {remote_root!r}")
+        for name, value in (("timeout_s", timeout_s), ("command_timeout_s", command_timeout_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise BenchInputError(f"{name} must be a number > 0, got {value!r}")
+        self.serial = serial
+        self.python = python
+        self.adb = adb
+        self.timeout_s = float(timeout_s)
+        self.command_timeout_s = float(command_timeout_s)
+        self.remote_root = remote_root.rstrip("/") or "/"
+
+    @classmethod
+    def from_spec(cls, spec: str, **kwargs: Any) -> AdbTarget:
+        """Builds a target from ``adb://SERIAL[?cores=4-7&benchmark_model=PATH&python=PATH]``.
+
+        Args:
+            spec: The target spec.
+            **kwargs: Further constructor arguments; they win over the spec's options.
+
+        Returns:
+            The target.
+
+        Raises:
+            BenchInputError: The spec is malformed; the message names it and the expected form.
+        """
+        def bad(why: str) -> BenchInputError:
+            return BenchInputError(f"adb target {spec!r}: {why}; expected {SPEC_FORM}")
+
+        if not isinstance(spec, str) or not spec.startswith("adb://"):
+            raise bad("not an adb:// spec")
+        # Not urlsplit: a serial such as 192.168.1.20:5555 is not a host:port to take apart.
+        serial, _, query = spec[len("adb://"):].partition("?")
+        serial = serial.rstrip("/")
+        if not serial:
+            raise bad("no serial")
+        try:
+            parsed = urllib.parse.parse_qs(query, keep_blank_values=True,
+                                           strict_parsing=bool(query))
+        except ValueError as e:
+            raise bad(f"malformed query {query!r}") from e
+        unknown = sorted(set(parsed) - set(_QUERY_KEYS))
+        if unknown:
+            raise bad(f"unknown option(s) {', '.join(map(repr, unknown))} "
+                      f"(known: {', '.join(_QUERY_KEYS)})")
+        if any(len(values) != 1 or not values[0] for values in parsed.values()):
+            raise bad("each option must be given once, with a value")
+        options: dict[str, Any] = {key: values[0] for key, values in parsed.items()}
+        try:
+            return cls(serial, **{**options, **kwargs})
+        except BenchInputError as e:
+            raise bad(str(e)) from e
+
+    @property
+    def mask(self) -> str | None:
+        """The ``taskset`` mask of the pinned cores, or None when unpinned."""
+        return cores_mask(self.cores) if self.cores else None
+
+    def adb_command(self, *args: str) -> list[str]:
+        """``adb -s SERIAL ARGS...``."""
+        return [self.adb, "-s", self.serial, *args]
+
+    def shell_command(self, argv: list[str]) -> list[str]:
+        """``adb -s SERIAL shell QUOTED``: ``argv`` run by the device's shell, each element quoted.
+
+        Args:
+            argv: The device command as an argument list.
+
+        Returns:
+            The local argument list.
+        """
+        return self.adb_command("shell", shlex.join(argv))
+
+    def pinned(self, argv: list[str]) -> list[str]:
+        """``argv`` under ``taskset MASK`` when cores are chosen, else unchanged."""
+        return ["taskset", self.mask, *argv] if self.mask else list(argv)
+
+    def benchmark_model_argv(self, remote_bin: str, remote_model: str,
+                             options: BenchOptions) -> list[str]:
+        """The device command that runs ``benchmark_model`` with ``options``.
+
+        Args:
+            remote_bin: The tool's path on the device.
+            remote_model: The model's path on the device.
+            options: How to measure: ``threads``, ``warmup``, ``warmup_seconds``, ``runs``,
+                ``min_seconds`` and ``xnnpack`` map onto the tool's flags; it has no windows or
+                seed (random inputs of its own).
+
+        Returns:
+            ``[taskset MASK] BIN --graph=... --num_threads=... ...``. A tool too old for a flag
+            (``--report_peak_memory_footprint`` came later than TF 2.4) logs
+            ``Unconsumed cmdline flags`` and runs on.
+
+        Raises:
+            BenchInputError: ``options.input_path`` is set (the tool takes no .npy/.npz input).
+        """
+        _check_tool_options(options)
+        argv = [remote_bin, f"--graph={remote_model}"]
+        if options.threads is not None:
+            argv.append(f"--num_threads={options.threads}")
+        argv += [
+            f"--warmup_runs={options.warmup}",
+            f"--warmup_min_secs={options.warmup_seconds:g}",
+            f"--num_runs={options.runs}",
+            f"--min_secs={options.min_seconds:g}",
+            f"--use_xnnpack={'true' if options.xnnpack else 'false'}",
+            "--report_peak_memory_footprint=true",
+        ]
+        return self.pinned(argv)
+
+    def python_argv(self, remote_dir: str, remote_model: str,
+                    options: BenchOptions) -> list[str]:
+        """The device command that runs the Python runner (``python3 -m device_bench``).
+
+        Args:
+            remote_dir: The device folder holding the pushed ``device_bench`` package.
+            remote_model: The model's path on the device.
+            options: How to measure (``input_path`` already a device path).
+
+        Returns:
+            ``[taskset MASK] env PYTHONPATH=DIR PYTHON -m device_bench --json ... -- MODEL``.
+        """
+        return self.pinned([
+            "env", f"PYTHONPATH={remote_dir}", "PYTHONDONTWRITEBYTECODE=1",
+            self.python, "-m", "device_bench",
+            "--json", f"{remote_dir}/result.json",
+            "--target-kind", self.kind,
+            *options.to_argv(),
+            "--", remote_model,
+        ])
+
+    def _run(self, cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise TargetError(f"adb://{self.serial}: {what} did not finish within "
+                              f"{timeout:g} s") from e
+        except OSError as e:
+            raise TargetError(
+                f"cannot run adb ({self.adb!r}): {e.strerror or e}; install the Android "
+                "platform-tools (apt-get install adb) or pass adb=/path/to/adb"
+            ) from e
+
+    def _checked(self, cmd: list[str], what: str, timeout: float | None = None) -> str:
+        proc = self._run(cmd, what, timeout or self.command_timeout_s)
+        if proc.returncode != 0:
+            message = _last_line(proc.stderr) or _last_line(proc.stdout) or "no message"
+            raise TargetError(f"adb://{self.serial}: {what} failed (exit {proc.returncode}): "
+                              f"{message}")
+        return proc.stdout
+
+    def device_facts(self) -> dict[str, Any]:
+        """The ``target`` block, read from the device (model, SoC, Android version, governor).
+
+        Returns:
+            See :func:`parse_device_facts`.
+
+        Raises:
+            TargetError: adb cannot reach the device.
+        """
+        text = self._checked(self.shell_command(["sh", "-c", FACTS_SCRIPT]),
+                             "reading the device facts")
+        return parse_device_facts(text, serial=self.serial, cores=self.cores)
+
+    def bench(self, model_path: str, options: BenchOptions) -> dict[str, Any]:
+        """Benchmarks a model on the device.
+
+        Args:
+            model_path: The ``.tflite`` file on this machine.
+            options: How to measure.
+
+        Returns:
+            The ``edgekit.bench/1`` result (``target.kind == "adb"``, ``target.host`` the serial,
+            ``model.path`` the path on this machine).
+
+        Raises:
+            BenchInputError: The model, the benchmark_model binary or the input file is missing,
+                an option does not apply, or the device's runner rejected its input (exit 2).
+            TargetError: adb is missing or cannot reach the device, or the run failed, timed out
+                or printed no result.
+        """
+        if not isinstance(options, BenchOptions):
+            raise BenchInputError(f"options must be BenchOptions, got {type(options).__name__}")
+        model = Path(os.fspath(model_path))
+        if not model.is_file():
+            raise BenchInputError(f"model {os.fspath(model_path)!r} does not exist; expected a "
+                                  ".tflite file")
+        if self.benchmark_model is not None:
+            if not Path(self.benchmark_model).is_file():
+                raise BenchInputError(f"benchmark_model {self.benchmark_model!r} does not exist; "
+                                      "expected the tool's binary built for the device")
+            _check_tool_options(options)
+        if options.input_path is not None and not Path(options.input_path).is_file():
+            raise BenchInputError(f"input file {options.input_path!r} does not exist; expected an "
+                                  ".npy or .npz file")
+        if shutil.which(self.adb) is None:
+            raise TargetError(f"adb ({self.adb!r}) not found; install the Android platform-tools "
+                              "(apt-get install adb) or pass adb=/path/to/adb")
+        facts = self.device_facts()
+        remote_dir = self._checked(
+            self.shell_command(["mktemp", "-d", f"{self.remote_root}/edgekit-XXXXXX"]),
+            "creating a temp folder").strip()
+        if not remote_dir.startswith("/") or "\n" in remote_dir:
+            raise TargetError(f"adb://{self.serial}: mktemp printed {remote_dir!r}, not a folder")
+        try:
+            if self.benchmark_model is not None:
+                result = self._bench_tool(self.benchmark_model, model, remote_dir, options)
+            else:
+                result = self._bench_python(model, remote_dir, options)
+        finally:
+            try:
+                self._checked(self.shell_command(["rm", "-rf", remote_dir]),
+                              "removing the temp folder")
+            except TargetError as e:
+                print(f"{_WARNING_PREFIX}{e}", file=sys.stderr)
+        result["model"]["path"] = os.fspath(model_path)
+        result["target"] = {**facts, **{k: v for k, v in result.get("target", {}).items()
+                                        if facts.get(k) is None and v is not None}}
+        result["target"].update(kind=self.kind, host=self.serial)
+        return result
+
+    def _bench_tool(self, tool: str, model: Path, remote_dir: str,
+                    options: BenchOptions) -> dict[str, Any]:
+        remote_model = f"{remote_dir}/{model.name}"
+        remote_bin = f"{remote_dir}/benchmark_model"
+        self._checked(self.adb_command("push", os.fspath(model), remote_model), "pushing the model")
+        self._checked(self.adb_command("push", tool, remote_bin),
+                      "pushing benchmark_model")
+        self._checked(self.shell_command(["chmod", "755", remote_bin]),
+                      "making benchmark_model executable")
+        argv = timeout_wrapped(self.timeout_s,
+                               self.benchmark_model_argv(remote_bin, remote_model, options))
+        proc = self._run(self.shell_command(argv), "benchmark_model", self.timeout_s + 15)
+        text = f"{proc.stdout}\n{proc.stderr}"
+        if proc.returncode == 124:
+            raise TargetError(f"adb://{self.serial}: benchmark_model timed out after "
+                              f"{self.timeout_s:g} s")
+        if proc.returncode != 0:
+            raise TargetError(f"adb://{self.serial}: benchmark_model failed "
+                              f"(exit {proc.returncode}): {_last_line(text) or 'no message'}")
+        try:
+            parsed = parse_output(text)
+        except BenchInputError as e:
+            raise TargetError(f"adb://{self.serial}: {e}") from e
+        return to_bench_result(parsed, model=model_facts(model), kind=self.kind)
+
+    def _bench_python(self, model: Path, remote_dir: str,
+                      options: BenchOptions) -> dict[str, Any]:
+        remote_model = f"{remote_dir}/{model.name}"
+        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as stage:
+            package = copy_package(stage)
+            self._checked(self.adb_command("push", str(package), f"{remote_dir}/"),
+                          "pushing the device_bench package")
+        self._checked(self.adb_command("push", os.fspath(model), remote_model), "pushing the model")
+        remote_options = options
+        if options.input_path is not None:
+            remote_input = f"{remote_dir}/input{Path(options.input_path).suffix}"
+            self._checked(self.adb_command("push", options.input_path, remote_input),
+                          "pushing the input file")
+            remote_options = dataclasses.replace(options, input_path=remote_input)
+        argv = timeout_wrapped(self.timeout_s,
+                               self.python_argv(remote_dir, remote_model, remote_options))
+        proc = self._run(self.shell_command(argv), "the Python runner", self.timeout_s + 15)
+        for line in proc.stderr.splitlines():
+            if line.startswith(_WARNING_PREFIX):
+                print(line, file=sys.stderr)
+        message = _last_line(proc.stderr).removeprefix(_ERROR_PREFIX).replace(
+            remote_model, os.fspath(model))
+        if proc.returncode == 2:
+            raise BenchInputError(message or "bad input (exit 2)")
+        if proc.returncode == 124:
+            raise TargetError(f"adb://{self.serial}: the Python runner timed out after "
+                              f"{self.timeout_s:g} s")
+        if proc.returncode != 0:
+            raise TargetError(f"adb://{self.serial}: the Python runner ({self.python}) failed "
+                              f"(exit {proc.returncode}): {message or 'no message'}")
+        text = self._checked(self.adb_command("exec-out", shlex.join(
+            ["cat", f"{remote_dir}/result.json"])), "fetching the result")
+        try:
+            result = json.loads(text)
+        except ValueError as e:
+            raise TargetError(f"adb://{self.serial}: the Python runner wrote no valid JSON: "
+                              f"{e}") from e
+        if not isinstance(result, dict) or not isinstance(result.get("model"), dict):
+            raise TargetError(f"adb://{self.serial}: the runner's JSON is not a bench result")
+        if isinstance(result.get("options"), dict):
+            result["options"]["input_path"] = options.input_path
+        return result
