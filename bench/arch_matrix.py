@@ -11,7 +11,7 @@ small input), in a fresh subprocess with a time limit:
    in annotated layers, layers left;
 4. full-int8 conversion with 32 calibration samples -> float ops left (``inspect_tflite``);
 5. Keras (the QAT model) vs. the ``.tflite`` on 32 other random inputs: top-1 agreement, max abs
-   difference, SNR.
+   difference, SNR; as a baseline, the pruned float model through plain post-training int8.
 
 Run: ``python bench/arch_matrix.py --out BENCHMARKS.md`` (20-40 min on 2 cores).
 One architecture: ``python bench/arch_matrix.py --one MobileNetV3Small --result r.json``.
@@ -147,6 +147,10 @@ def run_one(arch: str, size: int, seed: int) -> dict[str, Any]:
         check = verify_tflite(blob, x[held], reference=qat.model)
         row["verify"] = {"ok": True, "top1_agreement": check.top1_agreement,
                          "max_abs_error": check.max_abs_error, "snr_db": check.snr_db}
+        stage = "ptq"  # baseline: how well plain int8 does on this random net at all
+        ptq = convert_keras(pruned.model, ConversionConfig(mode="int8"), representative=x[calib])
+        base = verify_tflite(ptq, x[held], reference=pruned.model)
+        row["ptq"] = {"ok": True, "top1_agreement": base.top1_agreement, "snr_db": base.snr_db}
     except Exception as e:  # the table records which stage failed and why
         row[stage] = {"ok": False, "error": _first_line(e)}
     row["wall_s"] = time.perf_counter() - t0
@@ -204,8 +208,9 @@ def render(rows: list[dict[str, Any]], command: str, wall: float) -> str:
         "",
         "| architecture | params | tfmot as documented: prune / QAT | edgekit prune | weights "
         "pruned (zeros) | edgekit QAT | weights in quantized layers | layers left by QAT | full "
-        "int8 | float ops | top-1 agree | max abs diff | SNR dB | wall s |",
-        "|---|---:|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "int8 | float ops | top-1 agree | max abs diff | SNR dB | PTQ baseline: agree / SNR dB "
+        "| wall s |",
+        "|---|---:|---|---|---:|---|---:|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         tf_doc = r.get("tfmot", {})
@@ -222,14 +227,18 @@ def render(rows: list[dict[str, Any]], command: str, wall: float) -> str:
         agree = _pct(v["top1_agreement"]) if v and v.get("ok") else "-"
         mad = f"{v['max_abs_error']:.3g}" if v and v.get("ok") else "-"
         snr = f"{v['snr_db']:.1f}" if v and v.get("ok") and v["snr_db"] is not None else "-"
+        b = r.get("ptq")
+        ptq = (f"{_pct(b['top1_agreement'])} / {b['snr_db']:.1f}"
+               if b and b.get("ok") and b["snr_db"] is not None else _fmt_ok(b))
         err = r.get("error")
         if err:
             lines.append(f"| {r['arch']} | - | - | **no**: {err} | - | - | - | - | - | - | - | - "
-                         "| - | - |")
+                         "| - | - | - |")
             continue
         lines.append(
             f"| {r['arch']} | {r['params'] / 1e6:.1f} M | {doc} | {_fmt_ok(p)} | {pruned} | "
             f"{_fmt_ok(q)} | {quant} | {left} | {conv} | {fops} | {agree} | {mad} | {snr} | "
+            f"{ptq} | "
             f"{r['wall_s']:.0f} |"
         )
     lines += [
@@ -246,12 +255,15 @@ def render(rows: list[dict[str, Any]], command: str, wall: float) -> str:
         "range the converter stops on DenseNet's transitions (\"'tfl.average_pool_2d' op "
         "quantization parameters violate the same scale constraint\").",
         "",
-        "Agreement: tfmot's activation quantizers start at [-6, 6] and follow the batch ranges "
-        "with an EMA decay of 0.999, so after 4 QAT steps they are still close to that start. "
-        f"The Keras-vs-TFLite differences are largest on {worst}; this table does not "
-        "isolate the cause (one "
-        "candidate: TFLite quantizes the conv weights after folding BatchNormalization into them, "
-        "the Keras simulation before). Trained weights and a real fine-tune: see the demo section.",
+        "Agreement: random-weight nets have small logit margins and quantize poorly even "
+        "without QAT; the PTQ baseline column converts the same pruned float model with plain "
+        "post-training int8 (same calibration samples) and compares it with that float model. "
+        f"The QAT conversion's differences are largest on {worst}. tfmot's activation "
+        "quantizers start at [-6, 6] and follow the batch ranges with an EMA decay of 0.999, so "
+        "after 4 QAT steps they are still close to that start; this table does not isolate the "
+        "cause further (another candidate: TFLite quantizes the conv weights after folding "
+        "BatchNormalization into them, the Keras simulation before). Trained weights and a real "
+        "fine-tune: see the demo section.",
         "",
         "tfmot as documented fails because: `prune_low_magnitude` knows no `Rescaling` / "
         "`Normalization` layer (its registry entry for Rescaling registers the metaclass, not the "

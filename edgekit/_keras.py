@@ -46,10 +46,25 @@ def tfmot() -> Any:
     return tensorflow_model_optimization
 
 
-def _custom_scope() -> Any:
-    """Scope that knows tfmot's QAT / pruning wrapper classes, so such models load."""
+def _application_layers() -> dict[str, Any]:
+    """Custom layers that tf_keras's own ``keras.applications`` models use but do not register.
+
+    ConvNeXt's ``LayerScale`` and ``StochasticDepth`` live in a private module; without them a
+    saved ConvNeXt fails to reload with "'str' object is not callable".
+    """
+    try:
+        from tf_keras.src.applications import convnext
+    except ImportError:  # pragma: no cover - a tf_keras that moved them
+        return {}
+    return {name: getattr(convnext, name) for name in ("LayerScale", "StochasticDepth")
+            if hasattr(convnext, name)}
+
+
+def _custom_scope(custom_objects: dict[str, Any] | None = None) -> Any:
+    """Scope that knows tfmot's wrappers, keras.applications' custom layers and the user's own."""
     mot = tfmot()
-    return mot.quantization.keras.quantize_scope()
+    known = {**_application_layers(), **(custom_objects or {})}
+    return mot.quantization.keras.quantize_scope(known)
 
 
 def keras3() -> Any:
@@ -69,7 +84,8 @@ def keras3() -> Any:
     return module
 
 
-def load_model(path: str | os.PathLike[str]) -> keras.Model:
+def load_model(path: str | os.PathLike[str],
+               custom_objects: dict[str, Any] | None = None) -> keras.Model:
     """Loads a model from ``.keras``, ``.h5`` or a SavedModel folder as a tf_keras model.
 
     Files saved by Keras 3 are bridged to tf_keras (see :mod:`edgekit.keras3_bridge`): the
@@ -77,6 +93,8 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
 
     Args:
         path: The model file or SavedModel directory.
+        custom_objects: The user's own layer classes by name (tfmot's wrappers and the custom
+            layers of ``keras.applications`` models are always known).
 
     Returns:
         The tf_keras model (not compiled for training; callers compile as they need).
@@ -100,7 +118,7 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
         if is_keras3_file(p):
             return bridge_keras3(p).model
     try:
-        with _custom_scope():
+        with _custom_scope(custom_objects):
             return keras.models.load_model(p, compile=False)
     except Exception as e:  # tf_keras raises many types (OSError, ValueError, h5py errors ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

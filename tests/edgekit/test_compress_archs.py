@@ -252,3 +252,33 @@ def test_custom_layer_is_left_by_both_stages(digits8):
     blob = convert_keras(result.model, ConversionConfig(mode="int8"),
                          representative=digits8.x_train[:64])
     assert inspect_tflite(blob).full_integer
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_convnext_layerscale_round_trips_through_the_stage_files(tmp_path, suffix):
+    # The pipeline hands stages files; keras.applications' ConvNeXt uses LayerScale, which tf_keras
+    # does not register ("'str' object is not callable" on reload without it).
+    from tf_keras.src.applications.convnext import LayerScale
+
+    inputs = keras.Input((4, 4, 8))
+    x = keras.layers.Conv2D(8, 1, name="pw")(inputs)
+    outputs = LayerScale(0.5, 8, name="scale")(x)
+    model = keras.Model(inputs, outputs)
+    path = save_model(model, tmp_path / f"m{suffix}")
+    loaded = load_model(path)
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_user_custom_layers_load_when_named(tmp_path):
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, Doubler(name="double")(keras.layers.Dense(3)(inputs)))
+    path = save_model(model, tmp_path / "m.keras")
+    with pytest.raises(InputError, match="could not be loaded as a Keras model"):
+        load_model(path)
+    loaded = load_model(path, custom_objects={"Doubler": Doubler})
+    assert [type(layer).__name__ for layer in loaded.layers][-1] == "Doubler"

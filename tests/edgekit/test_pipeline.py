@@ -136,5 +136,5 @@ def test_a_misshapen_calibration_file_fails_before_training(tmp_path):
         Pipeline(recipe, tmp_path / "run").resolve_inputs()
     missing = Recipe.from_dict({"model": "demo_cnn", "data": "digits",
                                 "convert": {"calibration": str(tmp_path / "none.npz")}})
-    with pytest.raises(InputError, match="none.npz"):
+    with pytest.raises(InputError, match=r"none\.npz"):
         Pipeline(missing, tmp_path / "run").resolve_inputs()
