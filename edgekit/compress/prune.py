@@ -96,6 +96,10 @@ class Prune(SerializableStage):
     def __post_init__(self) -> None:
         selection = LayerSelection.parse(self.layers)
         object.__setattr__(self, "layers", None if selection.everything else selection)
+        if self.distill is not None:  # checked when the recipe loads, not when the stage runs
+            from edgekit.compress.distill import DistillConfig
+
+            DistillConfig.from_dict(self.distill, "Prune distill")
         m_by_n = parse_m_by_n(self.sparsity_m_by_n)
         text = None if m_by_n is None else f"{m_by_n[0]}:{m_by_n[1]}"
         object.__setattr__(self, "sparsity_m_by_n", text)

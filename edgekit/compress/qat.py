@@ -119,6 +119,10 @@ class QAT(SerializableStage):
     def __post_init__(self) -> None:
         selection = LayerSelection.parse(self.layers)
         object.__setattr__(self, "layers", None if selection.everything else selection)
+        if self.distill is not None:  # checked when the recipe loads, not when the stage runs
+            from edgekit.compress.distill import DistillConfig
+
+            DistillConfig.from_dict(self.distill, "QAT distill")
         if self.preserve_sparsity not in PRESERVE_CHOICES:
             raise InputError(
                 f"preserve_sparsity must be one of {', '.join(PRESERVE_CHOICES)}, "

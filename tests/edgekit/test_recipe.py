@@ -90,3 +90,13 @@ def test_a_stage_config_naming_class_name_is_an_unknown_key():
 
     with pytest.raises(InputError, match=r"unknown key\(s\) \['class_name'\] in Prune config"):
         stage_from_dict({"class_name": "Prune", "config": {"class_name": "QAT"}})
+
+
+@pytest.mark.parametrize("stage", ["Prune", "QAT"])
+def test_a_bad_distill_mapping_fails_when_the_recipe_loads(stage):
+    from edgekit.errors import InputError
+
+    raw = {"model": "demo_cnn", "data": "digits",
+           "stages": [{"class_name": stage, "config": {"distill": {"temprature": 4}}}]}
+    with pytest.raises(InputError, match=rf"{stage} distill"):
+        Recipe.from_dict(raw)
