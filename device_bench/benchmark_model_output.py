@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from device_bench.child_output import last_line
 from device_bench.errors import BenchInputError
 
 __all__ = ["SCHEMA", "BenchmarkModelOutput", "parse_output", "to_bench_result"]
@@ -131,11 +132,6 @@ def _delegate(text: str) -> str | None:
     return None
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "(empty)"
-
-
 def parse_output(text: str) -> BenchmarkModelOutput:
     """Parses the output of one ``benchmark_model`` run.
 
@@ -160,9 +156,10 @@ def parse_output(text: str) -> BenchmarkModelOutput:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     found = [(i, m) for i, line in enumerate(lines) if (m := _SUMMARY_RE.search(line))]
     if not found:
+        last = last_line(text) or "(empty)"
         raise BenchInputError(
             "benchmark_model output has no 'Inference timings in us:' line; expected the text "
-            f"a finished benchmark_model run prints (its last line: {_last_line(text)!r})"
+            f"a finished benchmark_model run prints (its last line: {last!r})"
         )
     if len(found) > 1:
         raise BenchInputError(

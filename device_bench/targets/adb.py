@@ -33,6 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.benchmark_model_output import parse_output, to_bench_result
+from device_bench.child_output import (
+    ERROR_PREFIX,
+    WARNING_PREFIX,
+    last_line,
+    relay_warnings,
+)
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import copy_package, timeout_wrapped
 from device_bench.runner import BenchOptions, model_facts
@@ -50,8 +56,6 @@ __all__ = [
 SPEC_FORM = "adb://SERIAL[?cores=LIST&benchmark_model=PATH&python=PATH]"
 _QUERY_KEYS = ("benchmark_model", "cores", "python")
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
-_ERROR_PREFIX = "device_bench: error: "
-_WARNING_PREFIX = "device_bench: warning: "
 _MAX_CORES = 64
 # What the target reads about the phone, one key=value a line. A fixed script (no variable part).
 FACTS_SCRIPT = (
@@ -193,11 +197,6 @@ def _check_tool_options(options: BenchOptions) -> None:
             "input_path is not supported with benchmark_model (it feeds random inputs); "
             "use the Python runner (no benchmark_model) for an .npy/.npz input"
         )
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 class AdbTarget:
@@ -395,7 +394,7 @@ class AdbTarget:
     def _checked(self, cmd: list[str], what: str, timeout: float | None = None) -> str:
         proc = self._run(cmd, what, timeout or self.command_timeout_s)
         if proc.returncode != 0:
-            message = _last_line(proc.stderr) or _last_line(proc.stdout) or "no message"
+            message = last_line(proc.stderr) or last_line(proc.stdout) or "no message"
             raise TargetError(f"adb://{self.serial}: {what} failed (exit {proc.returncode}): "
                               f"{message}")
         return proc.stdout
@@ -463,7 +462,7 @@ class AdbTarget:
                 self._checked(self.shell_command(["rm", "-rf", remote_dir]),
                               "removing the temp folder")
             except TargetError as e:
-                print(f"{_WARNING_PREFIX}{e}", file=sys.stderr)
+                print(f"{WARNING_PREFIX}{e}", file=sys.stderr)
         result["model"]["path"] = os.fspath(model_path)
         result["target"] = {**facts, **{k: v for k, v in result.get("target", {}).items()
                                         if facts.get(k) is None and v is not None}}
@@ -488,7 +487,7 @@ class AdbTarget:
                               f"{self.timeout_s:g} s")
         if proc.returncode != 0:
             raise TargetError(f"adb://{self.serial}: benchmark_model failed "
-                              f"(exit {proc.returncode}): {_last_line(text) or 'no message'}")
+                              f"(exit {proc.returncode}): {last_line(text) or 'no message'}")
         try:
             parsed = parse_output(text)
         except BenchInputError as e:
@@ -512,10 +511,8 @@ class AdbTarget:
         argv = timeout_wrapped(self.timeout_s,
                                self.python_argv(remote_dir, remote_model, remote_options))
         proc = self._run(self.shell_command(argv), "the Python runner", self.timeout_s + 15)
-        for line in proc.stderr.splitlines():
-            if line.startswith(_WARNING_PREFIX):
-                print(line, file=sys.stderr)
-        message = _last_line(proc.stderr).removeprefix(_ERROR_PREFIX).replace(
+        relay_warnings(proc.stderr)
+        message = last_line(proc.stderr).removeprefix(ERROR_PREFIX).replace(
             remote_model, os.fspath(model))
         if proc.returncode == 2:
             raise BenchInputError(message or "bad input (exit 2)")

@@ -14,20 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from device_bench.child_output import ERROR_PREFIX, last_line, relay_warnings
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.runner import BenchOptions
 
 __all__ = ["LocalTarget"]
 
-_ERROR_PREFIX = "device_bench: error: "
-_WARNING_PREFIX = "device_bench: warning: "
 # The folder that holds the device_bench package, so the child imports this very copy.
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 class LocalTarget:
@@ -107,16 +101,14 @@ class LocalTarget:
                 ) from e
             except OSError as e:
                 raise TargetError(f"cannot start {self.python!r}: {e.strerror or e}") from e
-            for line in proc.stderr.splitlines():
-                if line.startswith(_WARNING_PREFIX):
-                    print(line, file=sys.stderr)
-            last = _last_line(proc.stderr)
+            relay_warnings(proc.stderr)
+            last = last_line(proc.stderr)
             if proc.returncode == 2:
-                raise BenchInputError(last.removeprefix(_ERROR_PREFIX) or "bad input (exit 2)")
+                raise BenchInputError(last.removeprefix(ERROR_PREFIX) or "bad input (exit 2)")
             if proc.returncode != 0:
                 raise TargetError(
                     f"local benchmark of {model_path!r} failed (exit {proc.returncode}): "
-                    f"{last.removeprefix(_ERROR_PREFIX) or 'no message'}"
+                    f"{last.removeprefix(ERROR_PREFIX) or 'no message'}"
                 )
             try:
                 with open(out, encoding="utf-8") as f:

@@ -46,6 +46,7 @@ from device_bench.arm_sysroot import (
     ensure_sysroot,
     find_qemu,
 )
+from device_bench.child_output import ERROR_PREFIX, WARNING_PREFIX, relay_warnings
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.insn_plugin import PluginBuild, ensure_plugin
 from device_bench.remote_payload import copy_package
@@ -54,12 +55,11 @@ from device_bench.runner import BenchOptions
 __all__ = ["SPEC_PREFIX", "OutputCheck", "QemuTarget", "compare_outputs", "per_inference"]
 
 SPEC_PREFIX = "qemu-aarch64"
-_WARNING_PREFIX = "device_bench: warning: "
-_ERROR_PREFIXES = ("device_bench: error: ", "device_bench.insn_probe: error: ")
+_ERROR_PREFIXES = (ERROR_PREFIX, "device_bench.insn_probe: error: ")
 
 
 def _warn(message: str) -> None:
-    print(f"{_WARNING_PREFIX}{message}", file=sys.stderr, flush=True)
+    print(f"{WARNING_PREFIX}{message}", file=sys.stderr, flush=True)
 
 
 def _last_line(text: str) -> str:
@@ -292,9 +292,7 @@ class QemuTarget:
             raise TargetError(f"{label} timed out after {self.timeout_s:g} s") from e
         except OSError as e:
             raise TargetError(f"cannot start {argv[0]!r} for {label}: {e.strerror or e}") from e
-        for line in proc.stderr.splitlines():
-            if line.startswith(_WARNING_PREFIX):
-                print(line, file=sys.stderr)
+        relay_warnings(proc.stderr)
         if proc.returncode == 2:
             raise BenchInputError(_last_line(proc.stderr) or f"{label}: bad input (exit 2)")
         if proc.returncode != 0:

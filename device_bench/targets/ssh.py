@@ -27,6 +27,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from device_bench.child_output import (
+    ERROR_PREFIX,
+    WARNING_PREFIX,
+    last_line,
+    relay_warnings,
+)
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import build_tar, timeout_wrapped
 from device_bench.runner import BenchOptions
@@ -35,8 +41,6 @@ __all__ = ["SPEC_FORM", "SSHTarget"]
 
 SPEC_FORM = "ssh://[USER@]HOST[:PORT][?python=PATH]"
 _QUERY_KEYS = ("python",)
-_ERROR_PREFIX = "device_bench: error: "
-_WARNING_PREFIX = "device_bench: warning: "
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:%\[\]-]+$")
 _USER_RE = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9._@-]*$")
 _GRACE_S = 15.0
@@ -49,11 +53,6 @@ _SETUP_SCRIPT = (
 # Prints the result file ($1), then removes the temp folder ($2).
 _FETCH_SCRIPT = 'cat -- "$1"; s=$?; rm -rf -- "$2"; exit $s'
 _SSH_FAILED = 255
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _check_seconds(name: str, value: Any) -> float:
@@ -253,7 +252,7 @@ class SSHTarget:
             ) from e
 
     def _connection_error(self, stderr: str, what: str) -> TargetError:
-        last = _last_line(stderr) or "no message"
+        last = last_line(stderr) or "no message"
         port = f"-p {self.port} " if self.port else ""
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
             return TargetError(
@@ -282,16 +281,16 @@ class SSHTarget:
         if proc.returncode != 0:
             raise TargetError(
                 f"{self.spec}: {what} failed (exit {proc.returncode}): "
-                f"{_last_line(stderr) or 'no message'}"
+                f"{last_line(stderr) or 'no message'}"
             )
         return proc.stdout.decode("utf-8", "replace")
 
     def _run_error(self, proc: subprocess.CompletedProcess[bytes], model_path: str,
                    remote_model: str) -> Exception:
         stderr = proc.stderr.decode("utf-8", "replace")
-        last = _last_line(stderr)
+        last = last_line(stderr)
         # The board's messages name its copy of the model: name the user's file instead.
-        message = last.removeprefix(_ERROR_PREFIX).replace(remote_model, model_path)
+        message = last.removeprefix(ERROR_PREFIX).replace(remote_model, model_path)
         rc = proc.returncode
         if rc == _SSH_FAILED:
             return self._connection_error(stderr, "the benchmark")
@@ -339,7 +338,7 @@ class SSHTarget:
                              self.connect_timeout_s + _GRACE_S)
             self._checked(proc, "removing the temp folder")
         except TargetError as e:
-            print(f"{_WARNING_PREFIX}{remote_dir} was not removed from the board: {e}",
+            print(f"{WARNING_PREFIX}{remote_dir} was not removed from the board: {e}",
                   file=sys.stderr)
 
     def bench(self, model_path: str, options: BenchOptions) -> dict[str, Any]:
@@ -395,9 +394,7 @@ class SSHTarget:
             proc = self._ssh(self.run_command(remote_dir, model.name, remote_options),
                              f"the benchmark of {os.fspath(model_path)!r}",
                              self.timeout_s + _GRACE_S)
-            for line in proc.stderr.decode("utf-8", "replace").splitlines():
-                if line.startswith(_WARNING_PREFIX):
-                    print(line, file=sys.stderr)
+            relay_warnings(proc.stderr.decode("utf-8", "replace"))
             if proc.returncode != 0:
                 raise self._run_error(proc, os.fspath(model_path),
                                       f"{remote_dir}/{model.name}")
