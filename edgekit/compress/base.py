@@ -116,6 +116,17 @@ class SerializableStage:
             desc=desc,
         )
 
+    def check_distill(self) -> None:
+        """Validates the stage's ``distill`` mapping, if it has one, when the stage is built.
+
+        Raises:
+            InputError: Unknown keys or bad values (see ``edgekit.compress.distill``).
+        """
+        if getattr(self, "distill", None) is not None:
+            from edgekit.compress.distill import DistillConfig
+
+            DistillConfig.from_dict(self.distill, f"{self.class_name} distill")  # type: ignore[attr-defined]
+
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> Any:
         """Builds the stage from its config, rejecting unknown keys.

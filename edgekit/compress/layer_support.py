@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit._keras import keras, tf
+from edgekit.compress.base import SerializableStage
 from edgekit.errors import InputError
 
 __all__ = [
@@ -249,6 +250,32 @@ class LayerSelection:
 def param_count(layer: keras.layers.Layer) -> int:
     """Number of scalar weights the layer owns (trainable and not)."""
     return int(sum(int(w.shape.num_elements() or 0) for w in layer.weights))
+
+
+class LayerSelectingStage(SerializableStage):
+    """A stage with a ``layers`` field (a :class:`LayerSelection`): Prune and QAT."""
+
+    layers: Any
+
+    def parse_layers(self) -> None:
+        """Replaces the ``layers`` mapping by its parsed selection (None: every layer).
+
+        Raises:
+            InputError: A bad selection (see :meth:`LayerSelection.parse`).
+        """
+        selection = LayerSelection.parse(self.layers)
+        object.__setattr__(self, "layers", None if selection.everything else selection)
+
+    def get_config(self) -> dict[str, Any]:
+        """The config as plain values (``layers`` as a mapping, or None)."""
+        config = super().get_config()
+        config["layers"] = self.selection.to_dict()
+        return config
+
+    @property
+    def selection(self) -> LayerSelection:
+        """The layer selection (every layer when ``layers`` is None)."""
+        return self.layers if isinstance(self.layers, LayerSelection) else LayerSelection()
 
 
 @dataclass(frozen=True)

@@ -263,10 +263,7 @@ class LowRank(SerializableStage):
             raise InputError(f"epochs must be an integer >= 0, got {self.epochs!r}")
         _check_fit_args(max(1, self.epochs), self.learning_rate, self.batch_size,
                         self.augment_shift)
-        if self.distill is not None:
-            from edgekit.compress.distill import DistillConfig
-
-            DistillConfig.from_dict(self.distill, "LowRank distill")
+        self.check_distill()
 
     def apply(self, model: keras.Model, data: Dataset) -> StageResult:
         """Factorizes ``model`` and fine-tunes it when ``epochs`` > 0.

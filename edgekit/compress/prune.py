@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgekit._keras import keras, tfmot
-from edgekit.compress.base import SerializableStage, StageResult, require_graph_model
+from edgekit.compress.base import StageResult, require_graph_model
 from edgekit.compress.layer_support import (
     LayerDecision,
+    LayerSelectingStage,
     LayerSelection,
     flatten_model,
     model_layers,
@@ -51,7 +52,7 @@ def weight_sizes(model: keras.Model) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class Prune(SerializableStage):
+class Prune(LayerSelectingStage):
     """Prune the smallest-magnitude weights while fine-tuning.
 
     Attributes:
@@ -94,12 +95,8 @@ class Prune(SerializableStage):
     distill: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        selection = LayerSelection.parse(self.layers)
-        object.__setattr__(self, "layers", None if selection.everything else selection)
-        if self.distill is not None:  # checked when the recipe loads, not when the stage runs
-            from edgekit.compress.distill import DistillConfig
-
-            DistillConfig.from_dict(self.distill, "Prune distill")
+        self.parse_layers()
+        self.check_distill()
         m_by_n = parse_m_by_n(self.sparsity_m_by_n)
         text = None if m_by_n is None else f"{m_by_n[0]}:{m_by_n[1]}"
         object.__setattr__(self, "sparsity_m_by_n", text)
@@ -157,17 +154,6 @@ class Prune(SerializableStage):
             end_step=end,
             frequency=freq,
         )
-
-    def get_config(self) -> dict[str, Any]:
-        """The config as plain values (``layers`` as a mapping, or None)."""
-        config = super().get_config()
-        config["layers"] = self.selection.to_dict()
-        return config
-
-    @property
-    def selection(self) -> LayerSelection:
-        """The layer selection (every layer when ``layers`` is None)."""
-        return self.layers if isinstance(self.layers, LayerSelection) else LayerSelection()
 
     @property
     def m_by_n(self) -> tuple[int, int] | None:

@@ -21,13 +21,13 @@ from typing import Any, ClassVar
 
 from edgekit._keras import keras, tfmot
 from edgekit.compress.base import (
-    SerializableStage,
     StageResult,
     kernel_sparsity,
     require_graph_model,
 )
 from edgekit.compress.layer_support import (
     LayerDecision,
+    LayerSelectingStage,
     LayerSelection,
     flatten_model,
     model_layers,
@@ -86,7 +86,7 @@ def _prune_preserve_scheme() -> Any:
 
 
 @dataclass(frozen=True)
-class QAT(SerializableStage):
+class QAT(LayerSelectingStage):
     """Fine-tune with fake-quantization so the int8 model keeps the float accuracy.
 
     Attributes:
@@ -117,12 +117,8 @@ class QAT(SerializableStage):
     distill: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        selection = LayerSelection.parse(self.layers)
-        object.__setattr__(self, "layers", None if selection.everything else selection)
-        if self.distill is not None:  # checked when the recipe loads, not when the stage runs
-            from edgekit.compress.distill import DistillConfig
-
-            DistillConfig.from_dict(self.distill, "QAT distill")
+        self.parse_layers()
+        self.check_distill()
         if self.preserve_sparsity not in PRESERVE_CHOICES:
             raise InputError(
                 f"preserve_sparsity must be one of {', '.join(PRESERVE_CHOICES)}, "
@@ -133,17 +129,6 @@ class QAT(SerializableStage):
         if self.preserve_sparsity != "auto":
             return self.preserve_sparsity == "always"
         return any(s >= SPARSE_THRESHOLD for s in kernel_sparsity(model).values())
-
-    def get_config(self) -> dict[str, Any]:
-        """The config as plain values (``layers`` as a mapping, or None)."""
-        config = super().get_config()
-        config["layers"] = self.selection.to_dict()
-        return config
-
-    @property
-    def selection(self) -> LayerSelection:
-        """The layer selection (every layer when ``layers`` is None)."""
-        return self.layers if isinstance(self.layers, LayerSelection) else LayerSelection()
 
     def plan(self, model: keras.Model, prune_preserve: bool) -> list[LayerDecision]:
         """Decides for every layer of a flattened model whether it is annotated, and why.
