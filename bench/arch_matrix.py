@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -157,13 +156,6 @@ def run_one(arch: str, size: int, seed: int) -> dict[str, Any]:
     return row
 
 
-def _cpu() -> str:
-    sys.path.insert(0, str(REPO))
-    from device_bench.sysinfo import cpu_model
-
-    return cpu_model() or platform.processor() or "unknown CPU"
-
-
 def _fmt_ok(part: dict[str, Any] | None) -> str:
     if part is None:
         return "-"
@@ -177,6 +169,7 @@ def _pct(v: float | None) -> str:
 def render(rows: list[dict[str, Any]], command: str, wall: float) -> str:
     """The Markdown section for BENCHMARKS.md."""
     import tensorflow_model_optimization as tfmot_pkg
+    from sections import machine_line
 
     from edgekit._keras import tf
 
@@ -187,8 +180,8 @@ def render(rows: list[dict[str, Any]], command: str, wall: float) -> str:
     lines = [
         "## Prune, QAT and full int8 on ten keras.applications architectures (issue 3)",
         "",
-        f"Made by `{command}` on {dt.date.today().isoformat()}: {_cpu()}, 2 cores, "
-        f"{platform.platform()}, Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"Made by `{command}` on {dt.date.today().isoformat()}: {machine_line()}, "
+        f"TensorFlow {tf.__version__}, "
         f"tfmot {tfmot_pkg.__version__}. Whole script: {wall:.0f} s.",
         "",
         f"Each architecture: `keras.applications.<Arch>(weights=None, input_shape=(96, 96, 3), "

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -106,13 +104,6 @@ def measure(models: dict[str, Path], cpus: list[str]) -> dict[str, Any]:
     return {"counts": counts, "timings": timings, "setup": setup}
 
 
-def _machine() -> str:
-    from device_bench import sysinfo
-
-    return (f"{sysinfo.cpu_model() or platform.processor()}, {os.cpu_count()} cores, "
-            f"{platform.platform()}, Python {platform.python_version()}")
-
-
 def _m(value: Any) -> str:
     return "n/a" if value is None else f"{value / 1e6:.2f} M"
 
@@ -128,13 +119,15 @@ def render(data: dict[str, Any], command: str, seconds: float) -> str:
     Returns:
         Markdown starting with a ``##`` heading.
     """
+    from sections import machine_line
+
     counts = data["counts"]
     cpus = list(dict.fromkeys(c["cpu"] for c in counts))
     first = counts[0]
     lines = [
         "## ARM instructions per inference under qemu (issue 5)",
         "",
-        f"Made by `{command}` on {dt.date.today().isoformat()}: {_machine()}; qemu-aarch64 "
+        f"Made by `{command}` on {dt.date.today().isoformat()}: {machine_line()}; qemu-aarch64 "
         f"{first['qemu']} (qemu-user with the `insn_count` TCG plugin), guest sysroot "
         f"`{first['sysroot']}` (Debian 12 arm64 python3.11, PyPI aarch64 wheels). "
         f"Whole script: {seconds:.0f} s; sysroot and plugin set-up on this run: "

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -92,18 +91,10 @@ def train_model(dest: Path) -> None:
 
 def machine() -> str:
     """CPU model, cores, OS, Python and TensorFlow versions, for the section header."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import tensorflow as tf
+    from sections import machine_line
 
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python "
-            f"{platform.python_version()}, TensorFlow {tf.__version__}")
+    return f"{machine_line()}, TensorFlow {tf.__version__}"
 
 
 def render(rows: dict[int, list[dict[str, Any]]], elapsed: float, host: str) -> str:

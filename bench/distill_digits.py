@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import statistics
 import sys
 import time
@@ -32,17 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 STUDENT = {"filters": (4, 8, 8), "dense_units": 16}
 TEMPERATURE, ALPHA = 4.0, 0.9
 LR = 2e-3
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (the platform string elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build(name: str, data: Any, seed: int, **options: Any) -> Any:
@@ -129,6 +117,7 @@ def render(args: argparse.Namespace, teacher_info: dict[str, Any],
            runs: list[tuple[str, int, list[dict[str, Any]]]], lr_rows: list[dict[str, Any]],
            wall: float) -> str:
     """The Markdown section."""
+    from bench.sections import machine_line
     from edgekit._keras import tf
 
     sd = statistics.stdev if len(args.seeds) > 1 else (lambda _: 0.0)
@@ -138,9 +127,8 @@ def render(args: argparse.Namespace, teacher_info: dict[str, Any],
         "",
         f"Made by `python bench/distill_digits.py --out BENCHMARKS.md --epochs {args.epochs} "
         f"--short-epochs {args.short_epochs} --teacher-epochs {args.teacher_epochs} --seeds "
-        f"{' '.join(map(str, args.seeds))}` on {dt.date.today().isoformat()}: {cpu_name()}, "
-        f"{args.cores} cores, {platform.platform()}, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__} (tf_keras). Whole script: {wall:.0f} s.",
+        f"{' '.join(map(str, args.seeds))}` on {dt.date.today().isoformat()}: "
+        f"{machine_line()}, TensorFlow {tf.__version__} (tf_keras). Whole script: {wall:.0f} s.",
         "",
         "Data: scikit-learn's digits at 32x32x1 (edgekit's `digits`), stratified split seed 0: "
         "1437 training / 360 held-out samples; every accuracy below is on the 360 held-out "
@@ -204,7 +192,6 @@ def render(args: argparse.Namespace, teacher_info: dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and writes its section."""
-    import os
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
@@ -215,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--energies", type=float, nargs="*", default=[0.95, 0.9, 0.75])
     parser.add_argument("--lowrank-epochs", type=int, default=3)
     args = parser.parse_args(argv)
-    args.cores = os.cpu_count()
     sys.path.insert(0, str(REPO))
     from bench.sections import write_section
     from edgekit.data import load_digits

@@ -8,13 +8,27 @@ the file atomically (temp file + rename).
 from __future__ import annotations
 
 import os
+import platform
 import re
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_section"]
+__all__ = ["machine_line", "write_section"]
 
 HEADER = "# edgekit benchmarks\n\nEvery figure below names the command that produced it.\n"
+
+
+def machine_line() -> str:
+    """The machine a section was measured on: CPU model, cores, OS and Python version.
+
+    Returns:
+        For example ``"AMD EPYC, 2 cores, Linux-6.18-x86_64-with-glibc2.36, Python 3.11.7"``.
+    """
+    from device_bench.sysinfo import cpu_model
+
+    cpu = cpu_model() or platform.processor() or "unknown CPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, "
+            f"Python {platform.python_version()}")
 
 
 def write_section(path: str | os.PathLike[str], name: str, markdown: str) -> None:

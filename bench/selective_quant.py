@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -99,18 +97,11 @@ def measure(data: Any) -> dict[str, Any]:
 
 def machine() -> str:
     """CPU model, cores, OS and the Python / TensorFlow / LiteRT versions."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from importlib.metadata import version
 
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python "
-            f"{platform.python_version()}, TensorFlow {version('tensorflow')}, ai_edge_litert "
+    from sections import machine_line
+
+    return (f"{machine_line()}, TensorFlow {version('tensorflow')}, ai_edge_litert "
             f"{version('ai-edge-litert')}")
 
 
