@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from device_bench.atomicio import write_json
+from device_bench.atomicio import check_parent, write_json
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.runner import BenchOptions, run_benchmark
 
@@ -157,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = options_from_args(args)
+        if args.json not in (None, "-"):
+            check_parent(args.json)  # before the run, not after it
         result = run_benchmark(args.model, options, target_kind=args.target_kind)
         if args.json == "-":
             sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -17,7 +17,18 @@ from typing import Any
 from device_bench.errors import BenchInputError
 
 
-def _check_parent(dest: Path) -> None:
+def check_parent(dest: str | os.PathLike[str]) -> None:
+    """Creates ``dest``'s folder when missing and checks it can be written.
+
+    Call it before long work whose result goes to ``dest``, so a bad path fails first.
+
+    Args:
+        dest: The file that will be written.
+
+    Raises:
+        BenchInputError: The folder cannot be created or is not writable.
+    """
+    dest = Path(dest)
     parent = dest.parent if str(dest.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +56,7 @@ def atomic_target(dest: str | os.PathLike[str]) -> Iterator[str]:
         BenchInputError: The destination folder is missing and cannot be made, or is unwritable.
     """
     dest = Path(dest)
-    _check_parent(dest)
+    check_parent(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}",
                                dir=dest.parent)
     os.close(fd)

@@ -220,7 +220,7 @@ class EdgekitCLI:
             json: Write the JSON here: for one target the edgekit.bench/1 dict; for several
                 the edgekit.bench-comparison/1 object keyed by target (edgekit.bench_table).
         """
-        from device_bench.atomicio import write_json
+        from device_bench.atomicio import check_parent, write_json
         from device_bench.errors import TargetError
         from edgekit import api
         from edgekit.bench_table import (
@@ -231,6 +231,8 @@ class EdgekitCLI:
         )
 
         specs = parse_targets(target)
+        if json:
+            check_parent(json)  # a bad --json path fails before the benchmark, not after it
         options = {"threads": threads, "warmup": warmup, "runs": runs,
                    "min_seconds": min_seconds, "windows": windows, "energy": energy,
                    "energy_seconds": energy_seconds}

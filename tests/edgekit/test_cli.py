@@ -56,6 +56,18 @@ def test_bench_writes_schema_json(fast_run, tmp_path, capsys, cli):
     assert "p50" in capsys.readouterr().out
 
 
+def test_bench_refuses_an_unwritable_json_path_before_running(fast_run, tmp_path, capsys, cli):
+    out, _ = fast_run
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = cli(["bench", str(out / "model_int8.tflite"), "--runs", "10", "--json",
+                str(blocker / "b.json")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "output folder" in captured.err and str(blocker) in captured.err
+    assert "p50" not in captured.out  # the benchmark never ran
+
+
 def test_convert_writes_model_calibration_and_verification(fast_run, tmp_path, capsys, cli):
     out, _ = fast_run
     dest = tmp_path / "m.tflite"
