@@ -13,6 +13,7 @@ from typing import Any
 
 from edgekit.data import Dataset
 from edgekit.recipe import Budgets, Recipe
+from edgekit.report_stages import markdown_lines
 
 SCHEMA = "edgekit.report/1"
 
@@ -223,6 +224,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_pct(sparsity)} | {_num(lat.get('p50'))} | {_num(lat.get('p90'))} | "
             f"{_num(lat.get('cv'), '{:.3f}')} |"
         )
+    lines += markdown_lines(report)
     for e in report["stages"]:
         if e.get("kind") != "tflite":
             continue

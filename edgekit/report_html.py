@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from device_bench.atomicio import write_text
 from edgekit.errors import InputError
+from edgekit.report_stages import stage_notes
 
 REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report.SCHEMA (not imported: it loads TF)
 SWEEP_SCHEMA = "edgekit.sweep/1"
@@ -429,6 +430,21 @@ def _model_facts(report: dict[str, Any], targets: list[str]) -> str:
     return "\n".join(out)
 
 
+def _compression(report: dict[str, Any]) -> str:
+    """What each compression stage did (:func:`edgekit.report_stages.stage_notes`)."""
+    parts = []
+    for notes in filter(None, map(stage_notes, report.get("stages", []))):
+        parts += [f"<h3>{html.escape(notes.stage)} ({html.escape(notes.kind)})</h3>",
+                  "<ul>" + "".join(f"<li>{html.escape(f.replace('`', ''))}</li>"
+                                   for f in notes.facts) + "</ul>"]
+        if notes.rows:
+            parts += [f'<p class="note">{html.escape(notes.caption)}:</p>',
+                      _table(notes.headers, notes.rows)]
+        if notes.more:
+            parts.append(f'<p class="note">{notes.more} more in report.json.</p>')
+    return "\n".join(["<h2>Compression stages</h2>", *parts]) if parts else ""
+
+
 def _get(section: str, key: str) -> Any:
     """A getter of ``bench[section][key]`` (None when missing)."""
     return lambda res: (res.get(section) or {}).get(key)
@@ -570,7 +586,8 @@ def render_html(report: dict[str, Any], sweep: dict[str, Any] | None = None) -> 
         plots = [_plot_accuracy_size(report)]
         for t in targets:
             plots += [_plot_accuracy_latency(report, t, ids[t]), _plot_latency(report, t, ids[t])]
-        body = [_header(report), _model_facts(report, targets), _device_facts(report, targets),
+        body = [_header(report), _model_facts(report, targets), _compression(report),
+                _device_facts(report, targets),
                 _budgets(report), "<h2>Plots</h2>", *plots]
         if sweep is not None:
             body.append(_sweep_section(sweep))

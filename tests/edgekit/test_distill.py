@@ -250,6 +250,12 @@ def test_pipeline_runs_lowrank_then_distill_from_its_float_model(tiny_trained_mo
     assert distill["teacher"] == str(out / "float.keras")  # bound to the float model file
     assert distill["heldout_agreement_with_teacher"]["after"] > 0.8
     assert entries["distill"]["accuracy"] > 0.8
+    # report.md says what both stages did, from their details.
+    md = (out / "report.md").read_text()
+    fc = entries["lowrank"]["details"]["layers"]["fc"]
+    assert f"| fc | {fc['rank']} / {fc['max_rank']} | {fc['energy_kept']:.3f} |" in md
+    assert f"{100 * distill['heldout_agreement_with_teacher']['after']:.1f} % after" in md
+    assert "### distill (Distill)" in (out / "report.md").read_text()
 
 
 def test_cli_compress_with_a_teacher(cli, tiny_trained_model, tmp_path):

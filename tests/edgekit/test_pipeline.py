@@ -138,3 +138,22 @@ def test_a_misshapen_calibration_file_fails_before_training(tmp_path):
                                 "convert": {"calibration": str(tmp_path / "none.npz")}})
     with pytest.raises(InputError, match=r"none\.npz"):
         Pipeline(missing, tmp_path / "run").resolve_inputs()
+
+
+def test_reports_say_what_prune_and_qat_did_with_each_layer(fast_run):
+    """report.md and report.html list the layers each stage left, with the reason from details."""
+    import html
+
+    out, report = fast_run
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    entries = {e["kind"]: e.get("details") for e in report["stages"]}
+    prune, qat = entries["Prune"], entries["QAT"]
+    assert "## Compression stages" in md and "<h2>Compression stages</h2>" in page
+    assert f"{prune['counts']['pruned']} layers pruned, {prune['counts']['left']} left" in md
+    assert f"{qat['counts']['quantized']} layers quantized, {qat['counts']['left']} left" in md
+    assert prune["skipped_layers"], "the demo CNN's BatchNormalization layers are never pruned"
+    for name, reason in prune["skipped_layers"].items():
+        assert f"| {name} | BatchNormalization |" in md
+        assert reason in md and html.escape(reason) in page
+    assert ("Sparsity target reached." in md) is prune["target_reached"]
