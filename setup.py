@@ -4,7 +4,14 @@
 ``device_bench`` is its own package (it runs on boards with only numpy + a TFLite interpreter).
 """
 
+import re
+from pathlib import Path
+
 from setuptools import setup
+
+# One version, kept in edgekit/__init__.py (importing edgekit here would need TensorFlow).
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path("edgekit/__init__.py").read_text(),
+                    re.M).group(1)
 
 # Pinned: the compression/conversion stack is version-sensitive (tfmot needs Keras 2 via tf-keras,
 # and the converter's quantizer changes between TensorFlow releases).
@@ -21,7 +28,6 @@ INSTALL_REQUIRES = [
     "pyyaml==6.0.3",
     # progress bars on training/calibration/benchmark steps.
     "tqdm==4.70.1",
-    # process memory / CPU facts on the host side.
     # plots in the self-contained HTML report (rendered to inline SVG, Agg backend, no display).
     "matplotlib==3.11.2",
 ]
@@ -32,7 +38,7 @@ EXTRAS_REQUIRE = {
 
 setup(
     name="edgekit",
-    version="0.2.0",
+    version=VERSION,
     description=(
         "Keras model -> small, fast, full-integer TFLite, verified and benchmarked on the device."
     ),

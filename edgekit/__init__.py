@@ -10,7 +10,7 @@ The Python API mirrors the CLI: ``edgekit.run``, ``edgekit.demo``, ``edgekit.com
 
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _API = ("run", "demo", "compress", "convert", "inspect", "bench", "compare", "RunOutcome")
 __all__ = ["__version__", *_API]
