@@ -26,7 +26,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 # Each script rewrites its own section of BENCHMARKS.md (bench/sections.py); one can run alone,
-# e.g. `make bench BENCH=arch_matrix`. The whole set takes about an hour on 2 cores.
+# e.g. `make bench BENCH=arch_matrix`. The whole set takes about 90 minutes on 2 cores.
 BENCH ?= run_benchmarks bench_method calibration_cost selective_quant distill_digits \
          arm_instructions arch_matrix
 bench: $(STAMP)
