@@ -13,7 +13,7 @@ from typing import Any
 
 from edgekit.data import Dataset
 from edgekit.recipe import Budgets, Recipe
-from edgekit.report_stages import markdown_lines
+from edgekit.report_stages import conversion_notes, markdown_lines, notes_markdown
 
 SCHEMA = "edgekit.report/1"
 
@@ -129,58 +129,6 @@ def _kb(n: int | None) -> str:
     return "—" if n is None else f"{n / 1024:.1f}"
 
 
-def quant_debug_lines(entry: dict[str, Any], top: int = 10) -> list[str]:
-    """Markdown for a ``.tflite`` entry's per-layer quantization debug and selective
-    quantization (empty when the conversion had neither).
-
-    Args:
-        entry: A stage entry of the report.
-        top: Ranked rows to show.
-
-    Returns:
-        Markdown lines.
-    """
-    lines: list[str] = []
-    sel = entry.get("selective")
-    if sel and sel.get("skipped"):
-        lines.append(f"- Selective quantization: {sel['skipped']}.")
-    elif sel:
-        p, s = sel["int8"], sel["selected"]
-        kept = ", ".join(f"`{r['layer'] or r['tensor']}` ({r['op']}, rank {r['rank']})"
-                         for r in s["kept_float"]) or "nothing (plain int8 meets the budget)"
-        lines += [
-            f"- Selective quantization (budget {sel['budget_points']} points on "
-            f"{sel['eval_samples']} held-out samples, float {_pct(sel['float_accuracy'])}): "
-            f"{'met' if sel['met'] else '**not met**'}; kept in float: {kept}.",
-            f"  Plain int8 {_pct(p['accuracy'])} (drop {p['drop_points']:.2f}), "
-            f"{p['bytes']} bytes, {_num(p['latency_ms'], '{:.4f}')} ms; selected "
-            f"{_pct(s['accuracy'])} (drop {s['drop_points']:.2f}), {s['bytes']} bytes "
-            f"({sel['cost']['bytes']:+d}), "
-            f"{_num(s['latency_ms'], '{:.4f}')} ms (x{sel['cost']['latency_ratio']}, quick local "
-            f"interpreter median); {s['float_ops']} float op(s).",
-        ]
-    dbg = entry.get("quant_debug")
-    if dbg:
-        lines += ["", f"Per-layer quantization error of `{entry['artefact']}` "
-                  f"({dbg['samples']} calibration samples; alone: SNR of the model output with "
-                  "only this op in int8; SNR / channel SNR / rmse: the op's own output against "
-                  "its float shadow from the same quantized input; worst first; all rows in "
-                  f"`{dbg['record']}`):", "",
-                  "| rank | layer | op | alone SNR dB | SNR dB | median channel SNR dB | "
-                  "rmse / scale | float range |", "|---:|---|---|---:|---:|---:|---:|---|"]
-
-        def db(v: float | None) -> str:
-            return "∞" if v is None else f"{v:.1f}"
-
-        for r in dbg["layers"][:top]:
-            lines.append(f"| {r['rank']} | `{r['layer'] or r['tensor']}` | {r['op']} | "
-                         f"{db(r.get('alone_snr_db'))} | {db(r['snr_db'])} | "
-                         f"{db(r['channel_snr_db'])} | {_num(r['rmse_over_scale'], '{:.3f}')} | "
-                         f"[{r['float_min']:.3g}, {r['float_max']:.3g}] |")
-        lines.append("")
-    return lines
-
-
 def render_markdown(report: dict[str, Any]) -> str:
     """Renders the report for people.
 
@@ -246,7 +194,6 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- Calibration: {c['samples']} samples from "
                          f"{c.get('source', 'the training split')}, {how} "
                          f"(indices in `{c['record']}`).")
-        lines += quant_debug_lines(e)
         if e.get("weight_sparsity"):
             cells = ", ".join(f"{w['tensor'].split(';')[0]} {100 * w['sparsity']:.1f} %"
                               for w in e["weight_sparsity"])
@@ -261,6 +208,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"p50 {_num(lat['p50'])}, p90 {_num(lat['p90'])}, p99 {_num(lat['p99'])} ms, "
                 f"peak RSS {_num(b['memory'].get('peak_rss_mb'), '{:.1f}')} MB."
             )
+        for notes in conversion_notes(e):
+            lines += notes_markdown(notes)
     lines += ["", "## Budgets", ""]
     if not report["budgets"]:
         lines.append("No budgets set.")

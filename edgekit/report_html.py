@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from device_bench.atomicio import write_text
 from edgekit.errors import InputError
-from edgekit.report_stages import stage_notes
+from edgekit.report_stages import StageNotes, conversion_notes, stage_notes
 
 REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report.SCHEMA (not imported: it loads TF)
 SWEEP_SCHEMA = "edgekit.sweep/1"
@@ -430,10 +430,10 @@ def _model_facts(report: dict[str, Any], targets: list[str]) -> str:
     return "\n".join(out)
 
 
-def _compression(report: dict[str, Any]) -> str:
-    """What each compression stage did (:func:`edgekit.report_stages.stage_notes`)."""
+def _notes_section(title: str, notes_list: Iterable[StageNotes]) -> str:
+    """An ``<h2>`` section of :class:`~edgekit.report_stages.StageNotes` (empty when none)."""
     parts = []
-    for notes in filter(None, map(stage_notes, report.get("stages", []))):
+    for notes in notes_list:
         parts += [f"<h3>{html.escape(notes.stage)} ({html.escape(notes.kind)})</h3>",
                   "<ul>" + "".join(f"<li>{html.escape(f.replace('`', ''))}</li>"
                                    for f in notes.facts) + "</ul>"]
@@ -441,8 +441,9 @@ def _compression(report: dict[str, Any]) -> str:
             parts += [f'<p class="note">{html.escape(notes.caption)}:</p>',
                       _table(notes.headers, notes.rows)]
         if notes.more:
-            parts.append(f'<p class="note">{notes.more} more in report.json.</p>')
-    return "\n".join(["<h2>Compression stages</h2>", *parts]) if parts else ""
+            where = html.escape(notes.more_where.replace("`", ""))
+            parts.append(f'<p class="note">{notes.more} more in {where}.</p>')
+    return "\n".join([f"<h2>{html.escape(title)}</h2>", *parts]) if parts else ""
 
 
 def _get(section: str, key: str) -> Any:
@@ -586,7 +587,11 @@ def render_html(report: dict[str, Any], sweep: dict[str, Any] | None = None) -> 
         plots = [_plot_accuracy_size(report)]
         for t in targets:
             plots += [_plot_accuracy_latency(report, t, ids[t]), _plot_latency(report, t, ids[t])]
-        body = [_header(report), _model_facts(report, targets), _compression(report),
+        stages = report.get("stages", [])
+        body = [_header(report), _model_facts(report, targets),
+                _notes_section("Compression stages", filter(None, map(stage_notes, stages))),
+                _notes_section("Quantization", (n for e in _tflites(report)
+                                                for n in conversion_notes(e))),
                 _device_facts(report, targets),
                 _budgets(report), "<h2>Plots</h2>", *plots]
         if sweep is not None:

@@ -1,10 +1,11 @@
-"""What each compression stage did, for report.md and report.html.
+"""What each compression stage and each conversion did, for report.md and report.html.
 
 A stage's ``details`` in report.json hold everything (every layer with its action and reason,
-histories, configs). This module picks what a reader needs from them: one line of facts per
-stage, and a table of the layers that matter (layers left with weights and why; factorized
-layers with their ranks). One function reads the details; the Markdown and HTML reports only
-format its :class:`StageNotes`.
+histories, configs); a ``.tflite`` entry holds its per-layer quantization debug and selective
+quantization results. This module picks what a reader needs from them: facts, and a table of
+the layers that matter (layers left with weights and why; factorized layers with their ranks;
+ops kept in float; the worst-quantized ops). The readers here build :class:`StageNotes`; the
+Markdown and HTML reports only format them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_ROWS", "StageNotes", "markdown_lines", "stage_notes"]
+__all__ = ["DEBUG_ROWS", "MAX_ROWS", "StageNotes", "conversion_notes", "markdown_lines",
+           "notes_markdown", "stage_notes"]
 
 MAX_ROWS = 20  # table rows shown; the rest are counted, and all are in report.json
+DEBUG_ROWS = 10  # worst-ranked ops shown from a per-layer quantization debug
 
 
 @dataclass
@@ -28,7 +31,8 @@ class StageNotes:
         headers: Column names of ``rows`` (empty: no table).
         rows: Table rows, plain text.
         caption: What the table lists.
-        more: Rows left out of ``rows`` (all are in report.json).
+        more: Rows left out of ``rows``.
+        more_where: Where the left-out rows are.
     """
 
     stage: str
@@ -38,10 +42,11 @@ class StageNotes:
     rows: list[list[str]] = field(default_factory=list)
     caption: str = ""
     more: int = 0
+    more_where: str = "report.json (`details` of this stage)"
 
 
 def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100.0 * v:.1f} %"
+    return "—" if v is None else f"{100.0 * v:.2f} %"
 
 
 def _kib(n: int | None) -> str:
@@ -167,6 +172,92 @@ def stage_notes(entry: dict[str, Any]) -> StageNotes | None:
     return reader(entry["name"], details)
 
 
+def _num(v: float | None, fmt: str) -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def _selective(artefact: str, sel: dict[str, Any]) -> StageNotes:
+    kind = "selective quantization"
+    if sel.get("skipped"):
+        return StageNotes(artefact, kind, [f"Skipped: {sel['skipped']}."])
+    plain, chosen = sel["int8"], sel["selected"]
+    facts = [
+        f"Budget {sel['budget_points']} points on {sel['eval_samples']} held-out samples "
+        f"(float {_pct(sel['float_accuracy'])}): {'met' if sel['met'] else 'NOT met'}.",
+        f"Plain int8: {_pct(plain['accuracy'])} (drop {plain['drop_points']:.2f} points), "
+        f"{plain['bytes']} bytes, {_num(plain['latency_ms'], '{:.4f}')} ms.",
+        f"Selected: {_pct(chosen['accuracy'])} (drop {chosen['drop_points']:.2f} points), "
+        f"{chosen['bytes']} bytes ({sel['cost']['bytes']:+d}), "
+        f"{_num(chosen['latency_ms'], '{:.4f}')} ms (x{sel['cost']['latency_ratio']}; quick "
+        f"local interpreter median), {chosen['float_ops']} float op(s).",
+    ]
+    rows = [[r["layer"] or r["tensor"], r["op"], str(r["rank"])] for r in chosen["kept_float"]]
+    if not rows:
+        facts.append("Nothing kept in float: plain int8 meets the budget.")
+    return StageNotes(artefact, kind, facts, ["kept in float", "op", "debugger rank"], rows,
+                      "Ops kept in float")
+
+
+def _debug(artefact: str, dbg: dict[str, Any]) -> StageNotes:
+    facts = [
+        f"{dbg['samples']} calibration samples. alone SNR: the model output's SNR with only that "
+        "op in int8 (the ranking key); SNR, median channel SNR, rmse / scale: the op's own "
+        "output against its float shadow from the same quantized input. Worst first.",
+    ]
+    rows = [[str(r["rank"]), r["layer"] or r["tensor"], r["op"],
+             _db(r.get("alone_snr_db")), _db(r["snr_db"]), _db(r["channel_snr_db"]),
+             _num(r["rmse_over_scale"], "{:.3f}"),
+             f"[{r['float_min']:.3g}, {r['float_max']:.3g}]"] for r in dbg["layers"]]
+    return StageNotes(artefact, "per-layer quantization error", facts,
+                      ["rank", "layer", "op", "alone SNR dB", "SNR dB", "median channel SNR dB",
+                       "rmse / scale", "float range"], rows[:DEBUG_ROWS],
+                      "Ops ranked by quantization error", max(0, len(rows) - DEBUG_ROWS),
+                      f"`{dbg['record']}`")
+
+
+def _db(v: float | None) -> str:
+    return "∞" if v is None else f"{v:.1f}"
+
+
+def conversion_notes(entry: dict[str, Any]) -> list[StageNotes]:
+    """Selective quantization and per-layer quantization error of a ``.tflite`` entry.
+
+    Args:
+        entry: An entry of ``report["stages"]``.
+
+    Returns:
+        Zero, one or two notes (none for entries without either result).
+    """
+    out = []
+    if entry.get("selective"):
+        out.append(_selective(entry["artefact"], entry["selective"]))
+    if entry.get("quant_debug"):
+        out.append(_debug(entry["artefact"], entry["quant_debug"]))
+    return out
+
+
+def notes_markdown(notes: StageNotes) -> list[str]:
+    """One note as a ``###`` Markdown subsection: facts as bullets, then its table.
+
+    Args:
+        notes: The note.
+
+    Returns:
+        Markdown lines.
+    """
+    lines = ["", f"### {notes.stage} ({notes.kind})", ""]
+    lines += [f"- {fact}" for fact in notes.facts]
+    if notes.rows:
+        lines += ["", f"{notes.caption}:", "",
+                  "| " + " | ".join(notes.headers) + " |",
+                  "|" + "---|" * len(notes.headers)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+                  for row in notes.rows]
+    if notes.more:
+        lines += ["", f"{notes.more} more in {notes.more_where}."]
+    return lines
+
+
 def markdown_lines(report: dict[str, Any]) -> list[str]:
     """The "Compression stages" part of report.md (empty when the run had none).
 
@@ -177,18 +268,6 @@ def markdown_lines(report: dict[str, Any]) -> list[str]:
         Markdown lines.
     """
     lines: list[str] = []
-    for entry in report.get("stages", []):
-        notes = stage_notes(entry)
-        if notes is None:
-            continue
-        lines += ["", f"### {notes.stage} ({notes.kind})", ""]
-        lines += [f"- {fact}" for fact in notes.facts]
-        if notes.rows:
-            lines += ["", f"{notes.caption}:", "",
-                      "| " + " | ".join(notes.headers) + " |",
-                      "|" + "---|" * len(notes.headers)]
-            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
-                      for row in notes.rows]
-        if notes.more:
-            lines.append(f"\n{notes.more} more in report.json (`details` of this stage).")
+    for notes in filter(None, map(stage_notes, report.get("stages", []))):
+        lines += notes_markdown(notes)
     return ["", "## Compression stages", *lines] if lines else []

@@ -129,8 +129,15 @@ def test_pipeline_runs_selective_quantization_and_reports_it(outlier_keras, tmp_
     budgets = {b["name"]: b["passed"] for b in report["budgets"]}
     assert budgets == {"max_accuracy_drop": True, "require_int8": False}
     md = (tmp_path / "run" / "report.md").read_text()
-    assert "Selective quantization (budget 0.5 points" in md
-    assert "| 1 | `fc_outlier` | FULLY_CONNECTED |" in md
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "### model_int8.tflite (selective quantization)" in md
+    assert "- Budget 0.5 points on 360 held-out samples" in md and ": met." in md
+    assert "| fc_outlier | FULLY_CONNECTED | 1 |" in md  # kept in float, debugger rank 1
+    assert "| 1 | fc_outlier | FULLY_CONNECTED |" in md  # the debug table's worst op
+    # report.html shows both tables too.
+    assert "<h2>Quantization</h2>" in page
+    assert "<td>fc_outlier</td><td>FULLY_CONNECTED</td><td>1</td>" in page
+    assert "<h3>model_int8.tflite (per-layer quantization error)</h3>" in page
     for name in ("model_int8.layers.json", "model_int8.selective.json",
                  "model_int8.calibration.json"):
         assert (tmp_path / "run" / name).is_file(), name
