@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from device_bench import energy
+from device_bench import energy, energy_sources
 from device_bench import power_profiles as profiles
 from device_bench.__main__ import format_summary
 from device_bench.errors import BenchInputError
@@ -56,7 +56,7 @@ def _script(path: Path, body: str) -> Path:
 
 def test_rapl_sums_packages_and_their_dram_not_core(tmp_path: Path) -> None:
     root = _copy("rapl-intel-2socket", tmp_path)
-    src = energy.RaplSource(str(root))
+    src = energy_sources.RaplSource(str(root))
     assert src.available() and src.read() == 0.0
     assert src.detail()["zones"] == ["intel-rapl:0 package-0", "intel-rapl:0:1 dram",
                                      "intel-rapl:1 package-1", "intel-rapl:1:1 dram"]
@@ -70,7 +70,7 @@ def test_rapl_sums_packages_and_their_dram_not_core(tmp_path: Path) -> None:
 
 def test_rapl_laptop_counts_package_once_not_psys_or_mmio(tmp_path: Path) -> None:
     root = _copy("rapl-intel-laptop", tmp_path)
-    src = energy.RaplSource(str(root))
+    src = energy_sources.RaplSource(str(root))
     assert src.available() and src.read() == 0.0
     _add(_zone(root, "intel-rapl:0"), 2_000_000)
     _add(_zone(root, "intel-rapl:1"), 9_000_000)  # psys: the whole platform, includes package
@@ -80,7 +80,7 @@ def test_rapl_laptop_counts_package_once_not_psys_or_mmio(tmp_path: Path) -> Non
 
 def test_rapl_amd_zen_package(tmp_path: Path) -> None:
     root = _copy("rapl-amd-zen", tmp_path)
-    src = energy.RaplSource(str(root))
+    src = energy_sources.RaplSource(str(root))
     assert src.available() and src.read() == 0.0
     _add(_zone(root, "intel-rapl:0"), 1_234_567)
     _add(_zone(root, "intel-rapl:0:0"), 1_000_000)
@@ -91,7 +91,7 @@ def test_rapl_counter_wraps_at_max_energy_range(tmp_path: Path) -> None:
     root = _copy("rapl-amd-zen", tmp_path)
     counter = _zone(root, "intel-rapl:0")
     counter.write_text(f"{PKG_MAX - 300_000}\n")
-    src = energy.RaplSource(str(root))
+    src = energy_sources.RaplSource(str(root))
     assert src.available() and src.read() == 0.0
     counter.write_text("500000\n")  # 300000 uJ to the top, then 500000 after the wrap
     assert src.read() == pytest.approx(0.8, abs=1e-12)
@@ -183,7 +183,7 @@ def test_measure_counter_tree_exact_with_injected_clock(tmp_path: Path) -> None:
         _add(pkg0, round((idle_w * seconds + extra_j) * 1e6))
         _add(core0, round(0.9 * (idle_w * seconds + extra_j) * 1e6))  # must not count
 
-    src = energy.RaplSource(str(root))
+    src = energy_sources.RaplSource(str(root))
     assert src.available()
     result = energy.measure(src, lambda: advance(step_s, per_inference_j), seconds=0.25,
                             idle_seconds=2.0, interval_s=0, clock=clock, sleep=advance)
@@ -236,7 +236,7 @@ def test_measure_rapl_tree_advanced_by_a_writer_thread_within_1_percent(tmp_path
     sys.setswitchinterval(1e-4)  # a thread waiting on the GIL would hold back a fresh counter
     thread.start()
     try:
-        src = energy.RaplSource(str(root))
+        src = energy_sources.RaplSource(str(root))
         assert src.available()
         update()
         result = energy.measure(src, inference, seconds=1.0, idle_seconds=1.5, sleep=idle_wait)
@@ -256,22 +256,22 @@ def test_measure_rapl_tree_advanced_by_a_writer_thread_within_1_percent(tmp_path
 
 
 def test_hwmon_ina226_power_input_among_other_sensors() -> None:
-    src = energy.HwmonSource(str(DATA / "hwmon-pi4-ina226"))
+    src = energy_sources.HwmonSource(str(DATA / "hwmon-pi4-ina226"))
     assert src.available() and src.detail()["driver"] == "ina226"
     assert src.read() == 2.625  # power1_input 2625000 uW; cpu_thermal and rpi_volt skipped
 
 
 def test_hwmon_ina3221_voltage_times_current_channel_1() -> None:
-    src = energy.HwmonSource(str(DATA / "hwmon-jetson-ina3221"))
+    src = energy_sources.HwmonSource(str(DATA / "hwmon-jetson-ina3221"))
     assert src.available()
     assert src.read() == pytest.approx(5.064 * 1.040, rel=1e-12)  # VDD_IN only, no double count
 
 
 def test_hwmon_select_by_driver_or_folder_and_unknown_names() -> None:
     root = str(DATA / "hwmon-pi4-ina226")
-    assert energy.HwmonSource(root, "hwmon2").available()
-    assert energy.HwmonSource(root, "ina226").available()
-    assert not energy.HwmonSource(root, "cpu_thermal").available()  # no power attributes
+    assert energy_sources.HwmonSource(root, "hwmon2").available()
+    assert energy_sources.HwmonSource(root, "ina226").available()
+    assert not energy_sources.HwmonSource(root, "cpu_thermal").available()  # no power attributes
     with pytest.raises(BenchInputError, match=r"energy source 'hwmon:ina219' is not available "
                                               r"here: no readable hwmon sensor 'ina219'"):
         energy.resolve_source("hwmon:ina219", root)
@@ -281,21 +281,22 @@ def test_hwmon_select_by_driver_or_folder_and_unknown_names() -> None:
 
 
 def test_parse_pmic_adc_pairs_rails_by_name() -> None:
-    rails = energy.parse_pmic_adc(PMIC_LOAD)
+    rails = energy_sources.parse_pmic_adc(PMIC_LOAD)
     assert len(rails) == 12 and "EXT5V" not in rails and "BATT" not in rails
     assert rails["VDD_CORE"] == pytest.approx(6.22421 * 0.861733, rel=1e-12)
     assert sum(rails.values()) == pytest.approx(7.2399, abs=1e-4)
-    assert energy.parse_pmic_adc(PMIC_LOAD.replace("\n", "\x00")) == rails
-    assert energy.parse_pmic_adc((DATA / "vcgencmd" / "pi4_pmic_read_adc.txt").read_text()) == {}
+    assert energy_sources.parse_pmic_adc(PMIC_LOAD.replace("\n", "\x00")) == rails
+    pi4 = (DATA / "vcgencmd" / "pi4_pmic_read_adc.txt").read_text()
+    assert energy_sources.parse_pmic_adc(pi4) == {}
 
 
 def test_pi5_pmic_source_runs_vcgencmd(tmp_path: Path) -> None:
     fake = _script(tmp_path / "vcgencmd",
                    "import sys\nassert sys.argv[1:] == ['pmic_read_adc'], sys.argv\n"
                    f"print(open({str(DATA / 'vcgencmd' / 'pi5_pmic_read_adc_load.txt')!r}).read())")
-    src = energy.Pi5PmicSource(str(fake))
+    src = energy_sources.Pi5PmicSource(str(fake))
     assert src.available() and src.detail()["rails"][-1] == "VDD_CORE"
-    assert src.read() == pytest.approx(sum(energy.parse_pmic_adc(PMIC_LOAD).values()))
+    assert src.read() == pytest.approx(sum(energy_sources.parse_pmic_adc(PMIC_LOAD).values()))
     pi4 = _script(tmp_path / "vcgencmd4",
                   f"print(open({str(DATA / 'vcgencmd' / 'pi4_pmic_read_adc.txt')!r}).read())")
     with pytest.raises(BenchInputError, match="lists no rail"):
@@ -312,7 +313,7 @@ def test_pi5_pmic_source_runs_vcgencmd(tmp_path: Path) -> None:
     ("battery-legion-go-s-discharging", 22.543),  # power_now
 ])
 def test_battery_power_while_discharging(tree: str, watts: float) -> None:
-    src = energy.AndroidBatterySource(str(DATA / tree))
+    src = energy_sources.AndroidBatterySource(str(DATA / tree))
     assert src.available()
     assert src.read() == pytest.approx(watts, rel=1e-12)
 
@@ -364,7 +365,7 @@ def test_meter_trapezoid_over_a_ramp_is_exact(tmp_path: Path) -> None:
         clock.now += seconds
         level.write_text(str(float(level.read_text()) + 2.0 * seconds))
 
-    src = energy.MeterSource(f"{meter}")
+    src = energy_sources.MeterSource(f"{meter}")
     result = energy.measure(src, lambda: ramp(0.25), seconds=1.0, idle_seconds=1.0,
                             interval_s=0, clock=clock, sleep=ramp)
     assert result["idle_w"] == pytest.approx(2.0)  # mean of 1 W .. 3 W
