@@ -348,8 +348,11 @@ class CalibrationSpec:
     normalize: dict[str, Any] | None = None
 
     @classmethod
-    def from_value(cls, raw: Any) -> CalibrationSpec:
+    def from_value(cls, raw: Any, where: str = "convert.calibration") -> CalibrationSpec:
         """Parses a path string or a ``{source, resize, normalize}`` mapping.
+
+        ``where`` names the recipe field in error messages (``Distill.unlabeled`` reads samples
+        the same way).
 
         Raises:
             InputError: Unknown keys (listed with the known ones), a missing source, or invalid
@@ -360,21 +363,21 @@ class CalibrationSpec:
         if isinstance(raw, (str, os.PathLike)):
             raw = {"source": os.fspath(raw)}
         if not isinstance(raw, Mapping):
-            raise InputError(f"convert.calibration must be a path or a mapping with source, "
+            raise InputError(f"{where} must be a path or a mapping with source, "
                              f"resize, normalize; got {raw!r}")
         known = ("source", "resize", "normalize")
         unknown = sorted(set(raw) - set(known))
         if unknown:
-            raise InputError(f"unknown convert.calibration key(s) {', '.join(map(repr, unknown))}; "
+            raise InputError(f"unknown {where} key(s) {', '.join(map(repr, unknown))}; "
                              f"known keys: {', '.join(known)}")
         source = raw.get("source")
         if not isinstance(source, str) or not source:
-            raise InputError(f"convert.calibration.source must be a path, got {source!r}")
+            raise InputError(f"{where}.source must be a path, got {source!r}")
         resize = raw.get("resize", True)
         if not isinstance(resize, bool):
             if (not isinstance(resize, (list, tuple)) or len(resize) != 2 or not all(
                     isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in resize)):
-                raise InputError(f"convert.calibration.resize must be true, false or "
+                raise InputError(f"{where}.resize must be true, false or "
                                  f"[height, width], got {resize!r}")
             resize = (int(resize[0]), int(resize[1]))
         normalize = raw.get("normalize")

@@ -127,6 +127,11 @@ def _distill(name: str, d: dict[str, Any]) -> StageNotes:
         f"Held-out top-1 agreement with the teacher: {_pct(agree.get('before'))} before, "
         f"{_pct(agree.get('after'))} after.",
     ]
+    unlabeled = d.get("unlabeled")
+    if unlabeled:
+        facts.append(f"Trained on {d.get('labelled_samples')} labelled samples and "
+                     f"{unlabeled['samples']} unlabelled ones from `{unlabeled['source']}` "
+                     "(teacher's outputs only).")
     if history.get("kd"):
         facts.append(f"Last epoch: KD term {history['kd'][-1]:.4f}, cross-entropy "
                      f"{history['ce'][-1]:.4f}.")

@@ -53,6 +53,7 @@ FLOAT_TEACHER = "float"
 PRESERVE_CHOICES = ("auto", "always", "never")
 SPARSE_THRESHOLD = 0.2  # a kernel with at least this share of zeros counts as pruned
 LOG_CLIP = 1e-30
+UNLABELED = -1  # the label of a transfer sample: the teacher's output is its only target
 QAT_LAYER_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
 
 
@@ -62,7 +63,8 @@ def distillation_loss(
     """The distillation loss, batch-averaged.
 
     Args:
-        y: Integer labels, shape (N,).
+        y: Integer labels, shape (N,); ``UNLABELED`` (-1) marks a sample without a label, which
+            counts in the KL term only.
         student_logits: Student logits, shape (N, C).
         teacher_logits: Teacher logits, shape (N, C).
         temperature: T > 0.
@@ -70,7 +72,8 @@ def distillation_loss(
 
     Returns:
         ``(total, kl_times_t2, ce)`` as scalar tensors: ``total = alpha * kl_times_t2 + (1 -
-        alpha) * ce``.
+        alpha) * ce``; ``kl_times_t2`` is averaged over every sample, ``ce`` over the labelled
+        ones (0 when the batch has none).
     """
     s = tf.cast(student_logits, tf.float32)
     t = tf.cast(teacher_logits, tf.float32)
@@ -79,7 +82,10 @@ def distillation_loss(
     kl = tf.reduce_mean(tf.reduce_sum(tf.exp(log_p_t) * (log_p_t - log_q_t), axis=-1))
     kl_t2 = kl * temperature**2
     labels = tf.cast(tf.reshape(y, [-1]), tf.int32)
-    ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s))
+    labelled = tf.cast(labels >= 0, tf.float32)
+    per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0),
+                                                                logits=s)
+    ce = tf.reduce_sum(per_sample * labelled) / tf.maximum(tf.reduce_sum(labelled), 1.0)
     return alpha * kl_t2 + (1.0 - alpha) * ce, kl_t2, ce
 
 
@@ -322,7 +328,8 @@ class Distiller(keras.Model):
         self._trackers["loss"].update_state(total)
         self._trackers["kd"].update_state(kd)
         self._trackers["ce"].update_state(ce)
-        self._trackers["accuracy"].update_state(tf.cast(tf.equal(s_top, labels), tf.float32))
+        self._trackers["accuracy"].update_state(tf.cast(tf.equal(s_top, labels), tf.float32),
+                                                sample_weight=tf.cast(labels >= 0, tf.float32))
         self._trackers["agreement"].update_state(tf.cast(tf.equal(s_top, t_top), tf.float32))
         if hint_loss is not None:
             self._trackers["hint"].update_state(hint_loss)
@@ -359,7 +366,7 @@ def fit_distilled(
     temperature: float, alpha: float, epochs: int, learning_rate: float, batch_size: int = 32,
     augment_shift: int = 2, seed: int = 0, feature_layer: dict[str, Any] | None = None,
     keep_zero: Sequence[tuple[Any, np.ndarray]] = (), callbacks: Sequence[Any] = (),
-    desc: str = "distill",
+    desc: str = "distill", x_unlabeled: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
     """Trains ``student`` on ``(x, y)`` guided by ``teacher`` (Adam, cosine-decayed rate).
 
@@ -382,15 +389,28 @@ def fit_distilled(
         keep_zero: Kernel masks re-applied after each step (sparsity kept).
         callbacks: Extra callbacks (tfmot's ``UpdatePruningStep`` for a pruning-wrapped student).
         desc: Progress-bar label.
+        x_unlabeled: Optional transfer samples without labels (Hinton et al.'s transfer set):
+            shuffled in with ``x``, they train on the KL term only. An epoch is one pass over
+            both.
 
     Returns:
-        The history: ``loss``, ``kd`` (KL x T^2), ``ce``, ``accuracy``, ``agreement`` (student
+        The history: ``loss``, ``kd`` (KL x T^2), ``ce``, ``accuracy`` (labelled samples),
+        ``agreement`` (student
         top-1 == teacher top-1 on the training batches), ``hint`` when set; one value per epoch.
 
     Raises:
-        InputError: Bad settings, or teacher and student with different numbers of outputs.
+        InputError: Bad settings, teacher and student with different numbers of outputs, or
+            unlabelled samples of another shape than ``x``.
     """
     _check_fit_args(epochs, learning_rate, batch_size, augment_shift)
+    if x_unlabeled is not None and len(x_unlabeled):
+        x_unlabeled = np.asarray(x_unlabeled, dtype=np.float32)
+        if x_unlabeled.shape[1:] != np.shape(x)[1:]:
+            raise InputError(f"unlabelled samples have shape {x_unlabeled.shape[1:]} but the "
+                             f"training samples {np.shape(x)[1:]}; they must match")
+        x = np.concatenate([np.asarray(x, dtype=np.float32), x_unlabeled])
+        y = np.concatenate([np.asarray(y).reshape(-1),
+                            np.full(len(x_unlabeled), UNLABELED, dtype=np.int64)])
     check_distill_values(temperature, alpha, None)
     hint = FeatureHint.parse(feature_layer)
     probe = x[: min(len(x), 64)]
@@ -443,6 +463,11 @@ class Distill(SerializableStage):
         preserve_sparsity: Keep pruned zeros of the incoming model at zero: ``"auto"`` (kernels
             with >= 20 % zeros), ``"always"``, ``"never"``.
         seed: Seed of the student's initial weights, batches and augmentation.
+        unlabeled: Optional transfer samples without labels, read like ``convert.calibration``
+            (a ``.npy``/``.npz`` file or an image folder, or ``{source, resize, normalize}``):
+            the student also learns the teacher's outputs on them (KL term only). Distillation
+            pays off most with few labels (BENCHMARKS.md), and unlabelled samples are cheap.
+        unlabeled_samples: At most this many of them, drawn by ``seed``.
     """
 
     class_name: ClassVar[str] = "Distill"
@@ -459,9 +484,22 @@ class Distill(SerializableStage):
     feature_layer: dict[str, Any] | None = None
     preserve_sparsity: str = "auto"
     seed: int = 0
+    unlabeled: str | dict[str, Any] | None = None
+    unlabeled_samples: int = 20000
 
     def __post_init__(self) -> None:
         check_distill_values(self.temperature, self.alpha, self.teacher)
+        if self.unlabeled is not None:
+            from edgekit.converters.calibration_sources import CalibrationSpec
+
+            spec = CalibrationSpec.from_value(self.unlabeled, where="Distill.unlabeled")
+            if not Path(spec.source).exists():
+                raise InputError(f"Distill.unlabeled {spec.source!r} does not exist; expected a "
+                                 ".npy or .npz file or a folder of images")
+        if (not isinstance(self.unlabeled_samples, int) or isinstance(self.unlabeled_samples, bool)
+                or self.unlabeled_samples < 1):
+            raise InputError(f"Distill.unlabeled_samples must be an integer >= 1, got "
+                             f"{self.unlabeled_samples!r}")
         _check_fit_args(self.epochs, self.learning_rate, self.batch_size, self.augment_shift)
         FeatureHint.parse(self.feature_layer)
         if self.student is not None:
@@ -493,6 +531,25 @@ class Distill(SerializableStage):
             raise InputError(f"student_options {self.student_options!r} do not fit model "
                              f"{self.student!r}: {e}") from e
 
+    def _unlabeled(self, student: keras.Model) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+        """The transfer samples (fitted to the student's input) and where they came from."""
+        if self.unlabeled is None:
+            return None, None
+        from edgekit.converters.calibration_inputs import model_input_specs
+        from edgekit.converters.calibration_sources import CalibrationSpec
+
+        spec = CalibrationSpec.from_value(self.unlabeled, where="Distill.unlabeled")
+        specs = model_input_specs(student)
+        if len(specs) != 1:
+            raise InputError(f"Distill.unlabeled needs a single-input student; {student.name!r} "
+                             f"has {len(specs)} inputs")
+        try:
+            samples = spec.open().take(specs, self.unlabeled_samples, self.seed)
+        except InputError as e:
+            raise InputError(f"Distill.unlabeled: {e}") from e
+        return samples.arrays[0], {"source": samples.source, "samples": len(samples),
+                                   "selection": samples.selection}
+
     def apply(self, model: keras.Model, data: Dataset) -> StageResult:
         """Distils the teacher into the student on ``data``'s training split.
 
@@ -511,13 +568,14 @@ class Distill(SerializableStage):
         teacher = load_teacher(self.teacher, model, "Distill")
         student = self._student(model, data)
         masks = zero_masks(student, self.preserve_sparsity) if self.student is None else []
+        unlabeled, unlabeled_info = self._unlabeled(student)
         before = top1_agreement(student, teacher, data.x_test)
         history = fit_distilled(
             student, teacher, data.x_train, data.y_train, temperature=self.temperature,
             alpha=self.alpha, epochs=self.epochs, learning_rate=self.learning_rate,
             batch_size=self.batch_size, augment_shift=self.augment_shift, seed=self.seed,
             feature_layer=self.feature_layer, keep_zero=masks,
-            desc=f"distill T={self.temperature:g}",
+            desc=f"distill T={self.temperature:g}", x_unlabeled=unlabeled,
         )
         probe = data.x_train[:64]
         details = {
@@ -530,6 +588,8 @@ class Distill(SerializableStage):
             "student_outputs": "probabilities" if are_probabilities(
                 student.predict(probe, verbose=0)) else "logits",
             "kept_zero_kernels": len(masks),
+            "labelled_samples": len(data.x_train),
+            "unlabeled": unlabeled_info,
             "heldout_agreement_with_teacher": {
                 "before": round(before, 6),
                 "after": round(top1_agreement(student, teacher, data.x_test), 6),

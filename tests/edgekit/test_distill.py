@@ -42,6 +42,24 @@ def test_loss_equals_the_hand_computed_formula(rng):
     assert float(kd) == pytest.approx(0.0, abs=1e-6) and float(total) == pytest.approx(0, abs=1e-6)
 
 
+def test_unlabelled_samples_count_in_the_kl_term_only(rng):
+    s = rng.normal(size=(6, 5)) * 3
+    t = rng.normal(size=(6, 5)) * 3
+    y = np.array([2, -1, 0, -1, 4, 1])  # -1: no label (a transfer sample)
+    temp, alpha = 2.0, 0.6
+    p_t, q_t = _softmax(t / temp), _softmax(s / temp)
+    kl = np.mean(np.sum(p_t * np.log(p_t / q_t), axis=-1))  # over all six
+    known = y >= 0
+    ce = np.mean(-np.log(_softmax(s[known])[np.arange(4), y[known]]))  # over the four labelled
+    total, kd, ce_t = distillation_loss(y, s, t, temperature=temp, alpha=alpha)
+    assert float(kd) == pytest.approx(kl * temp**2, rel=1e-5)
+    assert float(ce_t) == pytest.approx(ce, rel=1e-5)
+    assert float(total) == pytest.approx(alpha * kl * temp**2 + (1 - alpha) * ce, rel=1e-5)
+    # A batch of transfer samples only: no cross-entropy at all.
+    _, _, ce_none = distillation_loss(np.full(6, -1), s, t, temperature=temp, alpha=alpha)
+    assert float(ce_none) == 0.0
+
+
 def test_two_class_value_by_hand():
     # Teacher logits (0, ln 3) -> p = (1/4, 3/4) at T = 1; student logits (0, 0) -> q = (1/2, 1/2).
     # KL = 1/4 ln(1/2) + 3/4 ln(3/2); CE(y=1) = ln 2.
@@ -302,3 +320,71 @@ def test_distilled_student_beats_scratch_with_few_labels(tiny_trained_model, dig
                      - accuracy(scratch, digits8.x_test, digits8.y_test))
     assert sum(g > 0 for g in gains) >= 3, gains
     assert np.mean(gains) >= 0.015, gains
+
+
+def _few_labels(data, per_class: int, seed: int):
+    """``data`` with a stratified ``per_class`` labels per class, and the rest of its training
+    samples (to use without their labels)."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    y = data.y_train
+    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+                                  for c in range(10)]))
+    rest = np.setdiff1d(np.arange(len(y)), idx)
+    few = dataclasses.replace(data, x_train=data.x_train[idx], y_train=y[idx],
+                              train_indices=data.train_indices[idx])
+    return few, data.x_train[rest]
+
+
+def _mlp(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inp))
+    return keras.Model(inp, keras.layers.Dense(10)(hidden), name="mlp")
+
+
+def test_unlabelled_transfer_samples_help_a_student_with_few_labels(tiny_trained_model,
+                                                                    digits8, tmp_path):
+    """5 labels per class; the other training digits given without labels; same step count.
+
+    Both runs distil from the same teacher; the transfer run also sees the unlabelled digits.
+    Measured here: +5.0, +2.5, +1.4 points (with 10 labels per class: +1.1, +1.1, +0.3).
+    At 300 steps instead of 1320 the transfer run falls behind: 44 steps per epoch leave it 6
+    epochs, too few for the student to converge.
+    """
+    from edgekit.training import accuracy
+
+    teacher = save_model(tiny_trained_model, tmp_path / "teacher.keras")
+    steps, per_class, gains = 1320, 5, []
+    for seed in range(3):
+        few, rest = _few_labels(digits8, per_class, seed)
+        unlabelled = tmp_path / f"rest{seed}.npy"
+        np.save(unlabelled, rest)
+        common = dict(teacher=str(teacher), learning_rate=3e-3, augment_shift=0, seed=seed)
+        plain = Distill(epochs=steps // (len(few.y_train) // 32), **common).apply(_mlp(seed),
+                                                                                    few)
+        transfer = Distill(epochs=steps // ((len(few.y_train) + len(rest)) // 32),
+                           unlabeled=str(unlabelled), **common).apply(_mlp(seed), few)
+        assert transfer.details["unlabeled"] == {"source": str(unlabelled),
+                                                 "samples": len(rest), "selection": "seeded"}
+        assert transfer.details["labelled_samples"] == 10 * per_class
+        gains.append(accuracy(transfer.model, digits8.x_test, digits8.y_test)
+                     - accuracy(plain.model, digits8.x_test, digits8.y_test))
+    assert min(gains) > 0 and np.mean(gains) > 0.01, gains
+
+
+def test_unlabelled_source_errors_name_the_field(tmp_path, tiny_trained_model, digits8):
+    with pytest.raises(InputError, match=r"Distill.unlabeled '.*nope.npy' does not exist"):
+        Distill(unlabeled=str(tmp_path / "nope.npy"))
+    with pytest.raises(InputError, match=r"unknown Distill.unlabeled key\(s\) 'mean'"):
+        Distill(unlabeled={"source": str(tmp_path), "mean": 1})
+    with pytest.raises(InputError, match="unlabeled_samples must be an integer >= 1"):
+        Distill(unlabeled_samples=0)
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((5, 4, 4, 1), np.float32))
+    with pytest.raises(InputError, match=r"^Distill.unlabeled: .*wrong.npy"):
+        Distill(epochs=1, unlabeled=str(wrong)).apply(tiny_trained_model, digits8)
+    stage = Distill(unlabeled={"source": str(wrong), "normalize": {"scale": 0.5, "offset": 0}},
+                    unlabeled_samples=3)
+    assert stage_from_dict(stage.to_dict()) == stage
