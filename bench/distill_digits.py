@@ -12,7 +12,9 @@ Writes the "distillation" section of BENCHMARKS.md::
    from the same initial weights, with the same batches and shifts: once on the labels
    (cross-entropy), once distilled (edgekit's defaults T = 4, alpha = 0.9:
    ``L = a KL(p_T||q_T) T^2 + (1-a) CE``). Subset rows train for about 1200 optimizer steps.
-   Control rows give the distilled student a teacher trained only on that same subset.
+   Control rows give the distilled student a teacher trained only on that same subset;
+   unlabeled rows also give it the other training digits without their labels (what
+   ``Distill``'s ``unlabeled`` feeds ``fit_distilled``), for about as many steps.
 3. Low-rank: the teacher's 1024x64 hidden Dense factorized by SVD at a few energy shares,
    accuracy right after the factorization and after a short fine-tune.
 
@@ -55,6 +57,8 @@ class Row:
         epochs: Epochs for both students.
         options: Student builder options (``demo_cnn``'s).
         own_teacher: The teacher is trained on the student's subset only (control).
+        unlabeled: The distilled student also gets the other training samples without their
+            labels (``Distill.unlabeled``), for about as many steps as the scratch one.
     """
 
     label: str
@@ -62,6 +66,7 @@ class Row:
     epochs: int
     options: dict[str, Any] = field(default_factory=lambda: dict(STUDENT))
     own_teacher: bool = False
+    unlabeled: bool = False
 
 
 def subset_epochs(per_class: int, classes: int = 10, batch: int = 32) -> int:
@@ -79,6 +84,8 @@ def rows(args: argparse.Namespace) -> list[Row]:
     ]
     out += [Row(f"{k} labels per class, teacher trained on them only", k, subset_epochs(k),
                 own_teacher=True) for k in args.control_per_class]
+    out += [Row(f"{k} labels per class + the other training digits unlabeled", k,
+                subset_epochs(k), unlabeled=True) for k in args.unlabeled_per_class]
     return out
 
 
@@ -168,8 +175,15 @@ def student_pair(row: Row, seed: int) -> dict[str, Any]:
     scratch = build(seed, **row.options)
     fit(scratch, x, y, epochs=row.epochs, learning_rate=LR, seed=seed, desc=f"scratch {seed}")
     distilled = build(seed, **row.options)
+    extra: dict[str, Any] = {}
+    if row.unlabeled:  # same steps over labelled + unlabelled samples
+        rest = np.setdiff1d(np.arange(len(d.y_train)), idx)
+        extra = {"x_unlabeled": d.x_train[rest],
+                 "epochs": max(1, round(STEPS / (len(d.y_train) // 32)))}
+        out["distill_epochs"] = extra["epochs"]
     fit_distilled(distilled, teacher, x, y, temperature=TEMPERATURE, alpha=ALPHA,
-                  epochs=row.epochs, learning_rate=LR, seed=seed, desc=f"distilled {seed}")
+                  **{"epochs": row.epochs, **extra}, learning_rate=LR, seed=seed,
+                  desc=f"distilled {seed}")
     out.update(params=int(scratch.count_params()),
                scratch=accuracy(scratch, d.x_test, d.y_test),
                distilled=accuracy(distilled, d.x_test, d.y_test),
@@ -234,6 +248,7 @@ def command(args: argparse.Namespace) -> str:
              "--seeds " + " ".join(map(str, args.seeds)),
              "--per-class " + " ".join(map(str, args.per_class)),
              "--control-per-class " + " ".join(map(str, args.control_per_class)),
+             "--unlabeled-per-class " + " ".join(map(str, args.unlabeled_per_class)),
              "--energies " + " ".join(f"{e:g}" for e in args.energies),
              f"--lowrank-epochs {args.lowrank_epochs}", f"--jobs {args.jobs}"]
     return " ".join(parts)
@@ -273,7 +288,9 @@ def render(args: argparse.Namespace, data: Any, teacher_info: dict[str, Any],
         f"T = {TEMPERATURE:g}, alpha = {ALPHA:g} (distilled; edgekit's defaults, not tuned). "
         f"Subset rows train for about {STEPS} steps. In the control rows the teacher is a "
         "`demo_cnn` trained per seed on the student's subset only, so the student gets no "
-        "label the scratch one lacks.",
+        "label the scratch one lacks. In the unlabeled rows the distilled student also gets "
+        "the other training digits without their labels (what `Distill`'s `unlabeled` does: "
+        "the teacher's outputs are their only target), for about as many steps.",
         "",
         "| student setting | samples | epochs | teacher accuracy | scratch (mean +- sd) | "
         "distilled (mean +- sd) | gain (points) [95 % CI] | distilled ahead | "
@@ -291,8 +308,10 @@ def render(args: argparse.Namespace, data: Any, teacher_info: dict[str, Any],
                    else teacher_info["accuracy"])
         per_seed = ", ".join(f"{100 * r['scratch']:.1f} / {100 * r['distilled']:.1f}"
                              for r in results)
+        epochs = (f"{row.epochs} (distilled: {results[0]['distill_epochs']})"
+                  if row.unlabeled else str(row.epochs))
         lines.append(
-            f"| {row.label} | {results[0]['samples']} | {row.epochs} | {pct(teacher)} | "
+            f"| {row.label} | {results[0]['samples']} | {epochs} | {pct(teacher)} | "
             f"{pct(statistics.mean(scratch))} +- {100 * sd(scratch):.2f} | "
             f"{pct(statistics.mean(distilled))} +- {100 * sd(distilled):.2f} | "
             f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] | {wins} of {len(results)} | {per_seed} |")
@@ -362,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="labels per class of the subset rows")
     parser.add_argument("--control-per-class", type=int, nargs="*", default=[10, 20],
                         help="subset rows repeated with a teacher trained on the subset only")
+    parser.add_argument("--unlabeled-per-class", type=int, nargs="*", default=[10],
+                        help="subset rows repeated with the other training digits unlabeled")
     parser.add_argument("--energies", type=float, nargs="*", default=[0.95, 0.9, 0.75])
     parser.add_argument("--lowrank-epochs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)),
