@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from device_bench.child_output import (
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import copy_package, timeout_wrapped
 from device_bench.runner import BenchOptions, model_facts
+from device_bench.targets.base import parse_spec_query
 
 __all__ = [
     "FACTS_SCRIPT",
@@ -283,18 +283,7 @@ class AdbTarget:
         serial = serial.rstrip("/")
         if not serial:
             raise bad("no serial")
-        try:
-            parsed = urllib.parse.parse_qs(query, keep_blank_values=True,
-                                           strict_parsing=bool(query))
-        except ValueError as e:
-            raise bad(f"malformed query {query!r}") from e
-        unknown = sorted(set(parsed) - set(_QUERY_KEYS))
-        if unknown:
-            raise bad(f"unknown option(s) {', '.join(map(repr, unknown))} "
-                      f"(known: {', '.join(_QUERY_KEYS)})")
-        if any(len(values) != 1 or not values[0] for values in parsed.values()):
-            raise bad("each option must be given once, with a value")
-        options: dict[str, Any] = {key: values[0] for key, values in parsed.items()}
+        options = parse_spec_query(query, _QUERY_KEYS, bad)
         try:
             return cls(serial, **{**options, **kwargs})
         except BenchInputError as e:
@@ -399,6 +388,15 @@ class AdbTarget:
                               f"{message}")
         return proc.stdout
 
+    def _raise_for_exit(self, returncode: int, what: str, message: str) -> None:
+        """TargetError for a run wrapped in ``timeout`` (exit 124: timed out) that failed."""
+        if returncode == 124:
+            raise TargetError(f"adb://{self.serial}: {what} timed out after "
+                              f"{self.timeout_s:g} s")
+        if returncode != 0:
+            raise TargetError(f"adb://{self.serial}: {what} failed (exit {returncode}): "
+                              f"{message or 'no message'}")
+
     def device_facts(self) -> dict[str, Any]:
         """The ``target`` block, read from the device (model, SoC, Android version, governor).
 
@@ -482,12 +480,7 @@ class AdbTarget:
                                self.benchmark_model_argv(remote_bin, remote_model, options))
         proc = self._run(self.shell_command(argv), "benchmark_model", self.timeout_s + 15)
         text = f"{proc.stdout}\n{proc.stderr}"
-        if proc.returncode == 124:
-            raise TargetError(f"adb://{self.serial}: benchmark_model timed out after "
-                              f"{self.timeout_s:g} s")
-        if proc.returncode != 0:
-            raise TargetError(f"adb://{self.serial}: benchmark_model failed "
-                              f"(exit {proc.returncode}): {last_line(text) or 'no message'}")
+        self._raise_for_exit(proc.returncode, "benchmark_model", last_line(text))
         try:
             parsed = parse_output(text)
         except BenchInputError as e:
@@ -516,12 +509,7 @@ class AdbTarget:
             remote_model, os.fspath(model))
         if proc.returncode == 2:
             raise BenchInputError(message or "bad input (exit 2)")
-        if proc.returncode == 124:
-            raise TargetError(f"adb://{self.serial}: the Python runner timed out after "
-                              f"{self.timeout_s:g} s")
-        if proc.returncode != 0:
-            raise TargetError(f"adb://{self.serial}: the Python runner ({self.python}) failed "
-                              f"(exit {proc.returncode}): {message or 'no message'}")
+        self._raise_for_exit(proc.returncode, f"the Python runner ({self.python})", message)
         text = self._checked(self.adb_command("exec-out", shlex.join(
             ["cat", f"{remote_dir}/result.json"])), "fetching the result")
         try:

@@ -36,6 +36,7 @@ from device_bench.child_output import (
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import build_tar, timeout_wrapped
 from device_bench.runner import BenchOptions
+from device_bench.targets.base import parse_spec_query
 
 __all__ = ["SPEC_FORM", "SSHTarget"]
 
@@ -165,18 +166,7 @@ class SSHTarget:
             raise bad("passwords are not supported (ssh runs with BatchMode: use a key)")
         if parts.path not in ("", "/") or parts.fragment:
             raise bad(f"unexpected path {parts.path!r}")
-        try:
-            query = urllib.parse.parse_qs(parts.query, keep_blank_values=True,
-                                          strict_parsing=bool(parts.query))
-        except ValueError as e:
-            raise bad(f"malformed query {parts.query!r}") from e
-        unknown = sorted(set(query) - set(_QUERY_KEYS))
-        if unknown:
-            raise bad(f"unknown option(s) {', '.join(map(repr, unknown))} "
-                      f"(known: {', '.join(_QUERY_KEYS)})")
-        if any(len(values) != 1 or not values[0] for values in query.values()):
-            raise bad("each option must be given once, with a value")
-        options = {key: values[0] for key, values in query.items()}
+        options = parse_spec_query(parts.query, _QUERY_KEYS, bad)
         user = urllib.parse.unquote(parts.username) if parts.username else None
         try:
             return cls(parts.hostname, **{"user": user, "port": port, **options, **kwargs})
