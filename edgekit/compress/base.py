@@ -87,6 +87,9 @@ class SerializableStage:
         Raises:
             InputError: A bad ``distill`` mapping or teacher.
         """
+        # The training fields every fine-tuning stage has (Prune, QAT, LowRank).
+        training = {key: getattr(self, key) for key in
+                    ("epochs", "learning_rate", "batch_size", "augment_shift", "seed")}
         distill = getattr(self, "distill", None)
         if distill is not None:
             from edgekit.compress.distill import DistillConfig, fit_distilled, load_teacher
@@ -96,25 +99,10 @@ class SerializableStage:
             return fit_distilled(
                 model, load_teacher(config.teacher, teacher, name), data.x_train, data.y_train,
                 temperature=config.temperature, alpha=config.alpha,
-                feature_layer=config.feature_layer,
-                epochs=self.epochs,  # type: ignore[attr-defined]
-                learning_rate=self.learning_rate,  # type: ignore[attr-defined]
-                batch_size=self.batch_size,  # type: ignore[attr-defined]
-                augment_shift=self.augment_shift,  # type: ignore[attr-defined]
-                seed=self.seed,  # type: ignore[attr-defined]
-                callbacks=callbacks,
-                desc=f"{desc} + distill",
+                feature_layer=config.feature_layer, callbacks=callbacks,
+                desc=f"{desc} + distill", **training,
             )
-        return fit(
-            model, data.x_train, data.y_train,
-            epochs=self.epochs,  # type: ignore[attr-defined]
-            learning_rate=self.learning_rate,  # type: ignore[attr-defined]
-            batch_size=self.batch_size,  # type: ignore[attr-defined]
-            augment_shift=self.augment_shift,  # type: ignore[attr-defined]
-            seed=self.seed,  # type: ignore[attr-defined]
-            callbacks=callbacks,
-            desc=desc,
-        )
+        return fit(model, data.x_train, data.y_train, callbacks=callbacks, desc=desc, **training)
 
     def check_distill(self) -> None:
         """Validates the stage's ``distill`` mapping, if it has one, when the stage is built.

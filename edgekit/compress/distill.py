@@ -489,10 +489,8 @@ class Distill(SerializableStage):
 
     def __post_init__(self) -> None:
         check_distill_values(self.temperature, self.alpha, self.teacher)
-        if self.unlabeled is not None:
-            from edgekit.converters.calibration_sources import CalibrationSpec
-
-            spec = CalibrationSpec.from_value(self.unlabeled, where="Distill.unlabeled")
+        spec = self._unlabeled_spec()
+        if spec is not None:
             if not Path(spec.source).exists():
                 raise InputError(f"Distill.unlabeled {spec.source!r} does not exist; expected a "
                                  ".npy or .npz file or a folder of images")
@@ -531,14 +529,21 @@ class Distill(SerializableStage):
             raise InputError(f"student_options {self.student_options!r} do not fit model "
                              f"{self.student!r}: {e}") from e
 
-    def _unlabeled(self, student: keras.Model) -> tuple[np.ndarray | None, dict[str, Any] | None]:
-        """The transfer samples (fitted to the student's input) and where they came from."""
+    def _unlabeled_spec(self) -> Any:
+        """``unlabeled`` parsed as a ``CalibrationSpec`` (None when unset)."""
         if self.unlabeled is None:
-            return None, None
-        from edgekit.converters.calibration_inputs import model_input_specs
+            return None
         from edgekit.converters.calibration_sources import CalibrationSpec
 
-        spec = CalibrationSpec.from_value(self.unlabeled, where="Distill.unlabeled")
+        return CalibrationSpec.from_value(self.unlabeled, where="Distill.unlabeled")
+
+    def _unlabeled(self, student: keras.Model) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+        """The transfer samples (fitted to the student's input) and where they came from."""
+        spec = self._unlabeled_spec()
+        if spec is None:
+            return None, None
+        from edgekit.converters.calibration_inputs import model_input_specs
+
         specs = model_input_specs(student)
         if len(specs) != 1:
             raise InputError(f"Distill.unlabeled needs a single-input student; {student.name!r} "
