@@ -49,6 +49,8 @@ setup(
     packages=[
         "edgekit",
         "edgekit.compress",
+        "edgekit.core",
+        "edgekit.data",
         "edgekit.converters",
         "edgekit.models",
         "device_bench",

@@ -55,11 +55,11 @@ def _first_line(e: BaseException) -> str:
 
 def _tfmot_as_documented(model: Any) -> dict[str, str]:
     """Whether tfmot's whole-model calls accept the model ("ok" or the first error line)."""
-    from edgekit._keras import tfmot
+    from edgekit.core._keras import tfmot
 
     out = {}
-    for key, call in (("prune", tfmot().sparsity.keras.prune_low_magnitude),
-                      ("qat", tfmot().quantization.keras.quantize_model)):
+    for key, call in (("prune", tfmot.sparsity.keras.prune_low_magnitude),
+                      ("qat", tfmot.quantization.keras.quantize_model)):
         try:
             call(model)
             out[key] = "ok"
@@ -83,7 +83,7 @@ def calibrate_batchnorm(model: Any, x: np.ndarray) -> None:
     with fresh BN statistics), which would make any Keras-vs-TFLite comparison trivially equal;
     after this the logits have unit scale.
     """
-    from edgekit._keras import keras
+    from edgekit.core._keras import keras
 
     bns = [m for m in model.submodules if isinstance(m, keras.layers.BatchNormalization)]
     saved = [b.momentum for b in bns]
@@ -96,9 +96,9 @@ def calibrate_batchnorm(model: Any, x: np.ndarray) -> None:
 
 def run_one(arch: str, size: int, seed: int) -> dict[str, Any]:
     """Runs the whole chain on one architecture; each stage's failure is recorded, not raised."""
-    from edgekit._keras import keras
     from edgekit.compress import QAT, Prune
     from edgekit.converters import ConversionConfig, convert_keras, inspect_tflite, verify_tflite
+    from edgekit.core._keras import keras
     from edgekit.data import Dataset
 
     keras.utils.set_random_seed(seed)
@@ -171,7 +171,7 @@ def render(rows: list[dict[str, Any]], command: str, wall: float) -> str:
     import tensorflow_model_optimization as tfmot_pkg
     from sections import machine_line
 
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     all_ok = sum(1 for r in rows if r.get("verify", {}).get("ok"))
     snrs = sorted((r["verify"]["snr_db"], r["arch"]) for r in rows

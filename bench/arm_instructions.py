@@ -47,8 +47,8 @@ def build_models(work: Path) -> dict[str, Path]:
     Returns:
         ``{"float32": path, "int8": path}``.
     """
-    from edgekit._keras import keras
     from edgekit.converters.modes import ConversionConfig, convert_keras
+    from edgekit.core._keras import keras
 
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(SEED)

@@ -48,8 +48,8 @@ def _status_kb(key: str) -> int:
 
 def worker(model_path: str, samples: int) -> dict[str, Any]:
     """One full-int8 conversion with ``samples`` calibration samples in this (fresh) process."""
-    from edgekit._keras import load_model
     from edgekit.converters import ConversionConfig, convert_keras, select_calibration
+    from edgekit.core.model_io import load_model
     from edgekit.data import load_digits
 
     model = load_model(model_path)
@@ -77,10 +77,11 @@ def run_worker(model_path: Path, samples: int) -> dict[str, Any]:
 
 def train_model(dest: Path) -> None:
     """Trains demo_cnn 3 epochs on digits 32x32 (seed 0) and saves it to ``dest``."""
-    from edgekit._keras import keras, save_model
+    from edgekit.compress.training import fit
+    from edgekit.core._keras import keras
+    from edgekit.core.model_io import save_model
     from edgekit.data import load_digits
     from edgekit.models import build_model
-    from edgekit.training import fit
 
     data = load_digits(32)
     keras.utils.set_random_seed(0)

@@ -127,7 +127,7 @@ def draw(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 def build(seed: int, **options: Any) -> Any:
     """A fresh ``demo_cnn`` for 32x32 digits with seeded initial weights."""
-    from edgekit._keras import keras
+    from edgekit.core._keras import keras
     from edgekit.models import build_model
 
     keras.utils.set_random_seed(seed)
@@ -139,7 +139,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(split: str, teacher_path: str, threads: int) -> None:
     """Per process: TensorFlow threads, the arrays and the shared teacher."""
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -160,8 +160,8 @@ def student_pair(row: Row, seed: int) -> dict[str, Any]:
     Returns:
         Accuracies of both students (and of the subset teacher for a control row).
     """
-    from edgekit.compress.distill import fit_distilled
-    from edgekit.training import accuracy, fit
+    from edgekit.compress.distillation import fit_distilled
+    from edgekit.compress.training import accuracy, fit
 
     d, teacher = _WORKER["data"], _WORKER["teacher"]
     idx = draw(d.y_train, row.per_class, seed)
@@ -202,7 +202,7 @@ def lowrank_rows(teacher: Any, data: Any, energies: list[float], epochs: int
     from edgekit.compress import LowRank
     from edgekit.compress.base import copy_model
     from edgekit.compress.lowrank import factorize
-    from edgekit.training import accuracy
+    from edgekit.compress.training import accuracy
 
     out = []
     for energy in energies:
@@ -259,7 +259,7 @@ def render(args: argparse.Namespace, data: Any, teacher_info: dict[str, Any],
            wall: float) -> str:
     """The Markdown section."""
     from bench.sections import machine_line
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     sd = statistics.stdev if len(args.seeds) > 1 else (lambda _: 0.0)
     params = runs[0][1][0]["params"]
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out = str(REPO / "BENCHMARKS.md")
     sys.path.insert(0, str(REPO))
     from bench.sections import write_section
-    from edgekit.training import accuracy, fit
+    from edgekit.compress.training import accuracy, fit
 
     t0 = time.perf_counter()
     data = splits(args.split)

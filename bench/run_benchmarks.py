@@ -58,7 +58,7 @@ def guide_baseline(float_model_path: Path, out: Path) -> dict[str, Any]:
     ``Default8BitPrunePreserveQuantizeScheme``, 1 epoch, batch 128, ``validation_split=0.1``.
     Then full-integer conversion with the same calibration as the demo.
     """
-    from edgekit._keras import keras, load_model, tfmot
+    from edgekit.compress.training import accuracy
     from edgekit.converters import (
         ConversionConfig,
         Mode,
@@ -67,10 +67,11 @@ def guide_baseline(float_model_path: Path, out: Path) -> dict[str, Any]:
         verify_tflite,
         weight_sparsity,
     )
+    from edgekit.core._keras import keras, tfmot
+    from edgekit.core.model_io import load_model
     from edgekit.data import load_digits
-    from edgekit.training import accuracy
 
-    mot = tfmot()
+    mot = tfmot
     data = load_digits()
     keras.utils.set_random_seed(0)
     model = load_model(float_model_path)

@@ -31,8 +31,8 @@ LATENCY_RUNS = 2000
 
 def build(data: Any) -> tuple[Any, Any]:
     """(control model, outlier model): the same trained MLP without and with the outliers."""
-    from edgekit._keras import keras
-    from edgekit.training import fit
+    from edgekit.compress.training import fit
+    from edgekit.core._keras import keras
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([

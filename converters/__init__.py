@@ -37,7 +37,15 @@ from .calibration_sources import (
     model_input_specs,
 )
 from .inspection import InspectionResult, format_inspection, inspect_tflite, weight_sparsity
-from .modes import ConversionConfig, IOType, Mode, convert_keras, is_qat_model
+from .modes import (
+    INT8_ONLY,
+    ConversionConfig,
+    IOType,
+    Mode,
+    convert_keras,
+    is_qat_model,
+    require_int8,
+)
 from .quant_debug import (
     QUANT_DEBUG_SCHEMA,
     QuantDebugResult,
@@ -47,11 +55,13 @@ from .quant_debug import (
     quantize_calibrated,
 )
 from .selective import SelectiveResult, format_selective, quick_latency_ms, selective_quantize
+from .to_file import convert_to_file
 from .verify import VerificationResult, run_tflite, verify_tflite
 from .xnnpack_sparse import SparseCheck, check_xnnpack_sparse, format_xnnpack_sparse
 
 __all__ = [
     "CALIBRATION_SCHEMA",
+    "INT8_ONLY",
     "QUANT_DEBUG_SCHEMA",
     "ArraySource",
     "CalibrationSamples",
@@ -74,6 +84,7 @@ __all__ = [
     "calibration_source",
     "check_xnnpack_sparse",
     "convert_keras",
+    "convert_to_file",
     "debug_layers",
     "format_inspection",
     "format_quant_debug",
@@ -85,6 +96,7 @@ __all__ = [
     "model_input_specs",
     "quantize_calibrated",
     "quick_latency_ms",
+    "require_int8",
     "run_tflite",
     "save_calibration_record",
     "select_calibration",

@@ -19,7 +19,7 @@ import numpy as np
 
 from device_bench.atomicio import write_json
 from device_bench.errors import BenchInputError
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 __all__ = [
     "CALIBRATION_SCHEMA",

@@ -8,13 +8,14 @@ message when it does not (it names the input and both shapes).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.core.checks import check_keys
+from edgekit.core.errors import InputError
 
 from .calibration import select_calibration
 
@@ -195,14 +196,8 @@ class Normalization:
         """
         if isinstance(raw, Normalization):
             return raw
-        if not isinstance(raw, Mapping):
-            raise InputError("normalize must be a mapping like {scale, offset} or "
-                             f"{{mean, std}}, got {raw!r}")
-        known = ("scale", "offset", "mean", "std")
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise InputError(f"unknown normalize key(s) {', '.join(map(repr, unknown))}; known "
-                             f"keys: {', '.join(known)}")
+        raw = check_keys(raw, ("scale", "offset", "mean", "std"), "normalize",
+                         expected="a mapping like {scale, offset} or {mean, std}")
         if {"scale", "offset"} & set(raw) and {"mean", "std"} & set(raw):
             raise InputError("normalize takes either {scale, offset} or {mean, std}, not both")
 

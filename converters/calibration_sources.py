@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.core._keras import tf
+from edgekit.core.checks import check_keys
+from edgekit.core.errors import InputError
 
 from .calibration_inputs import (
     CalibrationSamples,
@@ -204,8 +206,6 @@ class ImageFolderSource:
             InputError: A model that is not single-input (H, W, C), an unknown size with
                 ``resize: true``, an undecodable image, or images that do not fit.
         """
-        from edgekit._keras import tf
-
         if len(specs) != 1 or len(specs[0].shape) != 3:
             shapes = ", ".join(f"{s.name} {_shape_text(s.shape)}" for s in specs)
             raise InputError(f"calibration folder {str(self.root)!r} needs a model with one "
@@ -362,14 +362,8 @@ class CalibrationSpec:
             return raw
         if isinstance(raw, (str, os.PathLike)):
             raw = {"source": os.fspath(raw)}
-        if not isinstance(raw, Mapping):
-            raise InputError(f"{where} must be a path or a mapping with source, "
-                             f"resize, normalize; got {raw!r}")
-        known = ("source", "resize", "normalize")
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise InputError(f"unknown {where} key(s) {', '.join(map(repr, unknown))}; "
-                             f"known keys: {', '.join(known)}")
+        raw = check_keys(raw, ("source", "resize", "normalize"), where,
+                         expected="a path or a mapping with source, resize, normalize")
         source = raw.get("source")
         if not isinstance(source, str) or not source:
             raise InputError(f"{where}.source must be a path, got {source!r}")

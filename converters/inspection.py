@@ -11,7 +11,6 @@ Edge TPU, Hexagon) with no float fallback.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgekit.errors import InputError
+from device_bench.sizes import gzip_size
+from edgekit.core.errors import InputError
 
 from .result import JsonResult
 
@@ -236,7 +236,7 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
     return InspectionResult(
         path=parsed.name,
         bytes=len(parsed.data),
-        gzip_bytes=len(gzip.compress(parsed.data, compresslevel=9, mtime=0)),
+        gzip_bytes=gzip_size(parsed.data),
         ops=ops,
         tensors=dict(sorted(dtypes.items())),
         inputs=inputs,

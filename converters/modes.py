@@ -5,8 +5,8 @@ five modes (:class:`Mode`). ``int8`` is the mode edgekit is built around: full-i
 activations, calibrated on a representative dataset, with int8 (or uint8) inputs and outputs, so the
 model runs on integer-only hardware.
 
-TensorFlow is imported inside :func:`convert_keras` only (through :mod:`edgekit._keras`), so the
-mode/config types can be used without loading it.
+TensorFlow is imported inside :func:`convert_keras` only (through :mod:`edgekit.core._keras`), so
+the mode/config types can be used without loading it.
 """
 
 from __future__ import annotations
@@ -15,24 +15,22 @@ import enum
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgekit._native import quiet_native_stderr
-from edgekit.errors import InputError
+from edgekit.core._keras import keras, tf
+from edgekit.core._native import quiet_native_stderr
+from edgekit.core.checks import check_keys
+from edgekit.core.errors import InputError
+from edgekit.core.tfmot_wrappers import is_qat_model
 
-if TYPE_CHECKING:
-    from edgekit._keras import keras
+from .calibration_sources import CalibrationSamples, fit_to_inputs, model_input_specs
 
 __all__ = [
-    "ConversionConfig", "IOType", "Mode", "build_converter", "convert_keras", "is_qat_model",
-    "run_converter",
+    "INT8_ONLY", "ConversionConfig", "IOType", "Mode", "build_converter", "convert_keras",
+    "is_qat_model", "require_int8", "run_converter",
 ]
-
-# Class names of the layers that tfmot's quantize_apply inserts (QAT models).
-_QAT_LAYER_NAMES = frozenset({"QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2"})
-
 
 def _parse_enum(cls: type[enum.Enum], value: Any, what: str) -> Any:
     """Returns the member of ``cls`` named by ``value`` (a member or its string value)."""
@@ -162,15 +160,7 @@ class ConversionConfig:
         Raises:
             InputError: Unknown keys (the message lists the known ones) or invalid values.
         """
-        if not isinstance(config, Mapping):
-            raise InputError(f"conversion config must be a mapping, got {type(config).__name__}")
-        known = ("mode", "io", "per_channel")
-        unknown = sorted(set(config) - set(known))
-        if unknown:
-            raise InputError(
-                f"unknown conversion config key(s) {', '.join(map(repr, unknown))}; "
-                f"known keys: {', '.join(known)}"
-            )
+        config = check_keys(config, ("mode", "io", "per_channel"), "conversion config")
         return cls(
             mode=config.get("mode", Mode.INT8),
             io=config.get("io"),
@@ -178,10 +168,23 @@ class ConversionConfig:
         )
 
 
-def is_qat_model(model: Any) -> bool:
-    """Tells whether ``model`` holds tfmot quantize-apply layers (a QAT model)."""
-    modules = [model, *getattr(model, "submodules", ())]
-    return any(type(m).__name__ in _QAT_LAYER_NAMES for m in modules)
+# What needs mode int8: both work on the calibrated int8 model (per-layer error, float fallback).
+INT8_ONLY = "per-layer quantization debugging and selective quantization"
+
+
+def require_int8(mode: Mode, what: str = INT8_ONLY) -> None:
+    """The int8-only rule, in one place: debugging and selective quantization need mode int8.
+
+    Args:
+        mode: The conversion mode asked for.
+        what: The options that need int8, as the caller's user named them (CLI flags, recipe
+            keys).
+
+    Raises:
+        InputError: ``mode`` is not int8 (the message names ``what`` and the mode).
+    """
+    if Mode.parse(mode) is not Mode.INT8:
+        raise InputError(f"{what} need mode int8, got mode {Mode.parse(mode).value}")
 
 
 def _representative_arrays(model: Any, representative: Any) -> list[np.ndarray]:
@@ -191,8 +194,6 @@ def _representative_arrays(model: Any, representative: Any) -> list[np.ndarray]:
     the only input), a list/tuple with one array per input (multi-input models), or the
     :class:`~edgekit.converters.calibration_sources.CalibrationSamples` a source gave.
     """
-    from .calibration_sources import CalibrationSamples, fit_to_inputs, model_input_specs
-
     specs = model_input_specs(model)
     if isinstance(representative, CalibrationSamples):
         arrays = list(representative.arrays)
@@ -246,8 +247,6 @@ def build_converter(model: keras.Model, config: ConversionConfig,
     Raises:
         InputError: Calibration data missing, not fitting the model inputs, or non-finite.
     """
-    from edgekit._keras import tf
-
     if not isinstance(config, ConversionConfig):
         raise InputError(f"config must be a ConversionConfig, got {type(config).__name__}")
     mode, qat = config.mode, is_qat_model(model)

@@ -43,13 +43,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-from edgekit._native import quiet_native_stderr
-from edgekit.errors import InputError
+from edgekit.core._keras import tf
+from edgekit.core._native import quiet_native_stderr
+from edgekit.core.errors import InputError
 
+from .calibration_sources import model_input_specs
 from .inspection import _load, _op_name, _quant, _text
-from .modes import ConversionConfig, IOType, Mode, build_converter, is_qat_model, run_converter
+from .modes import (
+    ConversionConfig,
+    IOType,
+    _representative_arrays,
+    build_converter,
+    is_qat_model,
+    require_int8,
+    run_converter,
+)
 from .result import JsonResult
+from .verify import _dequantize, _quantize
 
 __all__ = [
     "QUANT_DEBUG_SCHEMA",
@@ -68,11 +80,7 @@ _DEFAULT_MAX_SAMPLES = 100
 def _check_debuggable(model: Any, config: ConversionConfig) -> None:
     if not isinstance(config, ConversionConfig):
         raise InputError(f"config must be a ConversionConfig, got {type(config).__name__}")
-    if config.mode is not Mode.INT8:
-        raise InputError(
-            f"per-layer quantization debugging and selective quantization need mode int8, got "
-            f"mode {config.mode.value}"
-        )
+    require_int8(config.mode)
     if is_qat_model(model):
         raise InputError(
             "per-layer quantization debugging and selective quantization need a float model: a "
@@ -140,8 +148,6 @@ def quantize_calibrated(calibrated: bytes, config: ConversionConfig,
     Raises:
         InputError: The quantizer failed (its first message line is included).
     """
-    from edgekit._keras import tf
-
     io = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8, IOType.FLOAT32: tf.float32}.get(
         config.io)  # type: ignore[arg-type]
     if io is None:
@@ -232,8 +238,6 @@ def _layer_of(name: str, producer: dict[str, Any] | None, layer_names: set[str])
 
 def _feed(interpreter: Any, arrays: Sequence[np.ndarray], names: Sequence[str], i: int) -> None:
     """Sets sample ``i`` of every input (quantized to the input dtype)."""
-    from .verify import _quantize
-
     details = interpreter.get_input_details()
     for k, detail in enumerate(details):
         match = [j for j, n in enumerate(names)
@@ -254,10 +258,6 @@ def _outputs(blob: bytes, arrays: Sequence[np.ndarray], names: Sequence[str], co
              verbose: bool) -> np.ndarray:
     """All outputs of ``blob`` (dequantized, flattened, concatenated) for the first ``count``
     samples: shape ``(count, total output size)``."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from .verify import _dequantize
-
     with quiet_native_stderr(not verbose):
         interpreter = Interpreter(model_content=blob)
         interpreter.allocate_tensors()
@@ -346,11 +346,6 @@ def debug_layers(model: Any, config: ConversionConfig, representative: Any, *,
     Raises:
         InputError: Not int8, a QAT model, data that does not fit, or a quantizer failure.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    from .calibration_sources import model_input_specs
-    from .modes import _representative_arrays
-
     _check_debuggable(model, config)
     arrays = _representative_arrays(model, representative)
     names = [s.name for s in model_input_specs(model)]

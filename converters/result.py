@@ -8,7 +8,7 @@ from typing import Any
 
 from device_bench.atomicio import write_json
 from device_bench.errors import BenchInputError
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 
 class JsonResult:

@@ -21,21 +21,24 @@ number, k, on it.
 
 from __future__ import annotations
 
-import gzip
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-from edgekit._native import quiet_native_stderr
-from edgekit.errors import InputError
+from device_bench.sizes import gzip_size
+from edgekit.core._native import quiet_native_stderr
+from edgekit.core.errors import InputError
 
+from .inspection import inspect_tflite
 from .modes import ConversionConfig
 from .quant_debug import QuantDebugResult, _check_debuggable, calibrate, debug_layers
 from .quant_debug import quantize_calibrated as _quantize
 from .result import JsonResult
+from .verify import _labels, _top1, run_tflite
 
 __all__ = ["SelectiveResult", "format_selective", "quick_latency_ms", "selective_quantize"]
 
@@ -56,8 +59,6 @@ def quick_latency_ms(blob: bytes, *, runs: int = 200, warmup: int = 20) -> float
     Returns:
         The median in milliseconds.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
     with quiet_native_stderr():
         interpreter = Interpreter(model_content=blob)
         interpreter.allocate_tensors()
@@ -81,8 +82,6 @@ def quick_latency_ms(blob: bytes, *, runs: int = 200, warmup: int = 20) -> float
 
 
 def _accuracy(blob: bytes, x: np.ndarray, labels: np.ndarray) -> float:
-    from .verify import _top1, run_tflite
-
     pred = _top1(run_tflite(blob, x, progress=False))
     if pred is None:
         raise InputError("selective quantization needs a classifier (several outputs per sample) "
@@ -95,7 +94,7 @@ def _facts(blob: bytes, accuracy: float, float_accuracy: float, runs: int) -> di
         "accuracy": round(accuracy, 6),
         "drop_points": round(100.0 * (float_accuracy - accuracy), 4),
         "bytes": len(blob),
-        "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0)),
+        "gzip_bytes": gzip_size(blob),
         "latency_ms": round(quick_latency_ms(blob, runs=runs), 5) if runs else None,
     }
 
@@ -182,8 +181,6 @@ def selective_quantize(
         InputError: A budget that is not a number >= 0, not int8, a QAT model, data that does
             not fit, or a model without class outputs.
     """
-    from .verify import _labels
-
     if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
             or not math.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
         raise InputError(f"max_accuracy_drop must be a number of points >= 0, got "
@@ -232,8 +229,6 @@ def selective_quantize(
     met = chosen is not None
     if chosen is None:
         chosen = max(trials, key=lambda kk: (trials[kk]["accuracy"], -kk))
-    from .inspection import inspect_tflite
-
     plain = _facts(blobs[0], trials[0]["accuracy"], float_acc, latency_runs)
     picked = plain if chosen == 0 else _facts(blobs[chosen], trials[chosen]["accuracy"],
                                                float_acc, latency_runs)

@@ -15,16 +15,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from tqdm import tqdm
 
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 
 from .result import JsonResult
-
-if TYPE_CHECKING:
-    from edgekit._keras import keras
 
 __all__ = ["VerificationResult", "run_tflite", "verify_tflite"]
 
@@ -39,8 +39,6 @@ def _shape_text(shape: Any) -> str:
 
 def _make_interpreter(model: str | os.PathLike[str] | bytes) -> Any:
     """Builds a LiteRT interpreter from a path or bytes; InputError when that fails."""
-    from ai_edge_litert.interpreter import Interpreter
-
     if isinstance(model, (bytes, bytearray, memoryview)):
         name, kwargs = "<bytes>", {"model_content": bytes(model)}
         head = bytes(model[:8])
@@ -104,8 +102,6 @@ def run_tflite(
         InputError: The model is missing, not a TFLite model, has several inputs or outputs, or
             ``x`` does not fit its input shape.
     """
-    from tqdm import tqdm
-
     interpreter = _make_interpreter(model)
     ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(ins) != 1 or len(outs) != 1:

@@ -4,7 +4,9 @@ Sources (``--energy SPEC``): ``rapl``, ``hwmon[:NAME]``, ``pi5-pmic``, ``android
 ``meter:CMD`` read real hardware, each a small class in :mod:`device_bench.energy_sources` (what
 each reads is documented there). ``profile`` / ``profile:BOARD`` measures nothing: an estimate
 from a board power profile (:mod:`device_bench.power_profiles`), ``"measured": false``.
-``auto`` is the first available of rapl, hwmon, pi5-pmic, android; else the profile estimate.
+``auto`` is the first available source in the ``auto`` order (rapl, hwmon, pi5-pmic, android);
+else the profile estimate. Every kind, its argument and its ``auto`` rank are declared where it
+is defined (:data:`~device_bench.energy_base.ENERGY_SOURCES`); the parser below lists none.
 
 Measurement (:func:`measure`): sample the source while the model sits idle (the idle baseline),
 then while it runs inference back to back for at least ``seconds``. Counter sources integrate
@@ -18,65 +20,100 @@ Needs only the standard library (no numpy, no TensorFlow).
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from device_bench import power_profiles
-from device_bench.energy_sources import (
-    AndroidBatterySource,
+from device_bench import energy_sources, power_profiles
+from device_bench.energy_base import (
+    ENERGY_SOURCES,
+    Argument,
+    EnergyKind,
     EnergyReadError,
     EnergySource,
-    HwmonSource,
-    MeterSource,
-    Pi5PmicSource,
-    RaplSource,
+    SourcePlace,
 )
 from device_bench.errors import BenchInputError
 
-__all__ = ["AUTO_ORDER", "ENERGY_SPECS", "bench_energy", "check_spec", "measure",
+# ENERGY_SPECS and AUTO_ORDER are still module attributes (see __getattr__).
+__all__ = ["auto_order", "bench_energy", "check_spec", "energy_specs", "measure", "parse_spec",
            "resolve_source"]
 
-ENERGY_SPECS = ("auto", "none", "rapl", "hwmon[:NAME]", "pi5-pmic", "android", "meter:CMD",
-                "profile[:BOARD]")
-AUTO_ORDER = ("rapl", "hwmon", "pi5-pmic", "android")
+# The kinds register when their modules are imported; these two hold every one of them.
+_KIND_MODULES = (energy_sources, power_profiles)
+_PSEUDO = ("auto", "none")
+
+
+def energy_specs() -> tuple[str, ...]:
+    """Every ``--energy`` form: ``auto``, ``none``, then each registered kind's form."""
+    return (*_PSEUDO, *ENERGY_SOURCES.labels())
+
+
+def auto_order() -> tuple[str, ...]:
+    """The sources ``auto`` tries, first to last (their ``auto_rank``)."""
+    ranked = [k for k in ENERGY_SOURCES if k.auto_rank is not None]
+    return tuple(k.name for k in sorted(ranked, key=lambda k: k.auto_rank or 0))
+
+
+def __getattr__(name: str) -> object:
+    # Kept as names for their old users; computed from the registry.
+    if name == "ENERGY_SPECS":
+        return energy_specs()
+    if name == "AUTO_ORDER":
+        return auto_order()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def parse_spec(spec: Any) -> tuple[EnergyKind | None, str | None]:
+    """Reads an ``--energy`` spec (its form, not whether the source is here).
+
+    Args:
+        spec: For example ``auto``, ``hwmon:ina226`` or ``meter:"mymeter --watts"``.
+
+    Returns:
+        (the kind, its argument or None); ``(None, None)`` for ``auto`` and ``none``.
+
+    Raises:
+        BenchInputError: Not a string, or not one of :func:`energy_specs` (the message lists
+            them), or an argument its kind rejects (the kind's own message).
+    """
+    bad = BenchInputError(f"energy must be one of {', '.join(energy_specs())}; got {spec!r}")
+    if not isinstance(spec, str):
+        raise bad
+    if spec in _PSEUDO:
+        return None, None
+    name, sep, argument = spec.partition(":")
+    if name not in ENERGY_SOURCES:
+        raise bad
+    kind = ENERGY_SOURCES.get(name)
+    if not sep:
+        if kind.argument is Argument.REQUIRED:
+            raise bad
+        return kind, None
+    if kind.argument is Argument.NONE:
+        raise bad
+    if kind.check is not None:
+        kind.check(argument)  # raises with the kind's own message
+    elif not argument:
+        raise bad
+    return kind, argument
 
 
 def check_spec(spec: Any) -> str:
     """Validates the form of an ``--energy`` spec (not whether the source is here).
 
     Args:
-        spec: For example ``auto``, ``hwmon:ina226`` or ``meter:"mymeter --watts"``.
+        spec: See :func:`parse_spec`.
 
     Returns:
         The spec.
 
     Raises:
-        BenchInputError: Not a string, or not one of :data:`ENERGY_SPECS`.
+        BenchInputError: See :func:`parse_spec`.
     """
-    if isinstance(spec, str):
-        head, sep, rest = spec.partition(":")
-        if (spec in ("auto", "none", "rapl", "hwmon", "pi5-pmic", "android", "profile")
-                or (sep and rest and head in ("hwmon", "profile"))):
-            return spec
-        if head == "meter" and sep:
-            MeterSource(rest)  # raises on an empty or unsplittable command
-            return spec
-    raise BenchInputError(f"energy must be one of {', '.join(ENERGY_SPECS)}; got {spec!r}")
-
-
-def _make(name: str, root: str, vcgencmd: str) -> EnergySource:
-    if name == "rapl":
-        return RaplSource(root)
-    if name == "hwmon" or name.startswith("hwmon:"):
-        return HwmonSource(root, name.partition(":")[2] or None)
-    if name == "pi5-pmic":
-        return Pi5PmicSource(vcgencmd)
-    if name == "android":
-        return AndroidBatterySource(root)
-    return MeterSource(name.partition(":")[2])
+    parse_spec(spec)
+    return spec
 
 
 def resolve_source(spec: str, root: str = "/", vcgencmd: str = "vcgencmd"
@@ -84,7 +121,7 @@ def resolve_source(spec: str, root: str = "/", vcgencmd: str = "vcgencmd"
     """The source an ``--energy`` spec names, checked to be available.
 
     Args:
-        spec: See :data:`ENERGY_SPECS`; ``none`` and ``profile`` give no source.
+        spec: See :func:`energy_specs`; ``none`` and estimates (``profile``) give no source.
         root: The directory that holds ``sys`` (``/`` on a device).
         vcgencmd: The Raspberry Pi firmware tool.
 
@@ -96,19 +133,23 @@ def resolve_source(spec: str, root: str = "/", vcgencmd: str = "vcgencmd"
         BenchInputError: A malformed spec, or a named source that is not available here (the
             message names it and says why).
     """
-    check_spec(spec)
-    if spec == "none" or spec.split(":")[0] == "profile":
+    kind, argument = parse_spec(spec)
+    place = SourcePlace(root, vcgencmd)
+    if spec == "none" or (kind is not None and kind.make is None):
         return None, []
-    if spec != "auto":
-        source = _make(spec, root, vcgencmd)
+    if kind is not None and kind.make is not None:
+        source = kind.make(argument, place)
         if not source.available():
             raise BenchInputError(
                 f"energy source {spec!r} is not available here: {source.why_unavailable}"
             )
         return source, []
     warnings: list[str] = []
-    for name in AUTO_ORDER:
-        source = _make(name, root, vcgencmd)
+    for name in auto_order():
+        make = ENERGY_SOURCES.get(name).make
+        if make is None:
+            continue
+        source = make(None, place)
         if source.available():
             return source, warnings
         if source.why_unavailable and "not readable" in source.why_unavailable:
@@ -265,7 +306,8 @@ def bench_energy(spec: str, work: Callable[[], object], *, seconds: float,
     Raises:
         BenchInputError: Malformed spec, unknown profile, or a named source not available.
     """
-    if check_spec(spec) == "none":
+    kind, argument = parse_spec(spec)
+    if spec == "none":
         return None, []
     source, warnings = resolve_source(spec, root, vcgencmd)
     if source is not None:
@@ -275,19 +317,16 @@ def bench_energy(spec: str, work: Callable[[], object], *, seconds: float,
         except EnergyReadError as e:
             return None, [*warnings, f"energy source {source.name} failed mid-run: {e}; "
                           "energy is null"]
-    board = spec.partition(":")[2] if spec.startswith("profile:") else ""
-    if board:
-        if board not in power_profiles.PROFILES:
-            raise BenchInputError(f"unknown power profile {board!r}; expected one of: "
-                                  f"{', '.join(power_profiles.PROFILES)}")
-        profile: power_profiles.PowerProfile | None = power_profiles.PROFILES[board]
-    else:
-        profile = power_profiles.detect_profile(root)
-    if profile is None:
+    if kind is None:  # auto: the first estimate kind, on what it can find out by itself
+        kind = next((k for k in ENERGY_SOURCES if k.estimate is not None), None)
+    found = None
+    if kind is not None and kind.estimate is not None:
+        found = kind.estimate(argument, SourcePlace(root, vcgencmd), mean_latency_ms, threads)
+    if found is None:
         return None, [*warnings, "no energy source here and no power profile for this board; "
                       "energy is null"]
+    block, basis = found
     if spec == "auto":
-        warnings.append(f"no energy source here; energy is an estimate from the {profile.board} "
-                        "power profile (measured: false)")
-    return power_profiles.estimate_energy(profile, mean_latency_ms, threads,
-                                          os.cpu_count()), warnings
+        warnings.append(f"no energy source here; energy is an estimate from {basis} "
+                        "(measured: false)")
+    return block, warnings

@@ -20,7 +20,10 @@ Sources (``--energy SPEC``), each a small class with ``available()`` and ``read(
 - ``meter:CMD``: an external command (split with ``shlex``, never run through a shell) that
   prints watts (a trailing ``mW``/``uW`` is understood), run again for every sample.
 
-``profile`` and ``auto`` (no class of their own) are resolved in :mod:`device_bench.energy`.
+Each class registers its kind where it is defined (``@energy_source``: name, argument, place in
+the ``auto`` order; see :mod:`device_bench.energy_base`). ``profile`` registers itself in
+:mod:`device_bench.power_profiles`; ``auto`` and ``none`` are resolved in
+:mod:`device_bench.energy`.
 
 Needs only the standard library (no numpy, no TensorFlow).
 """
@@ -34,8 +37,15 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from device_bench.energy_base import (
+    Argument,
+    EnergyReadError,
+    EnergySource,
+    SourcePlace,
+    energy_source,
+)
 from device_bench.errors import BenchInputError
 
 __all__ = [
@@ -52,43 +62,6 @@ __all__ = [
 
 INA_DRIVERS = ("ina209", "ina219", "ina220", "ina226", "ina230", "ina231", "ina233", "ina237",
                "ina238", "ina260", "ina3221")
-
-
-class EnergyReadError(RuntimeError):
-    """A source that was available failed to give a reading."""
-
-
-@runtime_checkable
-class EnergySource(Protocol):
-    """A place to read energy or power from.
-
-    Attributes:
-        name: The spec that names it (``rapl``, ``hwmon:ina226``, ...).
-        kind: ``"energy"`` (``read`` returns cumulative joules) or ``"power"`` (watts now).
-        interval_s: Seconds between background samples.
-        why_unavailable: After ``available()`` returned False, the reason in a few words.
-    """
-
-    name: str
-    kind: str
-    interval_s: float
-    why_unavailable: str | None
-
-    def available(self) -> bool:
-        """True when the source can be read here (never raises)."""
-        ...
-
-    def read(self) -> float:
-        """Joules since an arbitrary origin (``energy``) or watts now (``power``).
-
-        Raises:
-            EnergyReadError: The reading failed.
-        """
-        ...
-
-    def detail(self) -> dict[str, Any]:
-        """What exactly is read (files, domains, rails), for the result's ``detail``."""
-        ...
 
 
 def _read_text(path: Path) -> str:
@@ -111,6 +84,7 @@ def _numbered(entries: list[Path]) -> list[Path]:
                                           for x in re.split(r"(\d+)", p.name)])
 
 
+@energy_source("rapl", auto_rank=0)
 class RaplSource:
     """Linux powercap RAPL energy counters (see the module docstring for what is summed).
 
@@ -150,6 +124,11 @@ class RaplSource:
             if zones:
                 return zones
         return zones
+
+    @classmethod
+    def from_spec(cls, argument: str | None, place: SourcePlace) -> RaplSource:
+        """The source of ``rapl`` (no argument), under ``place.root``."""
+        return cls(place.root)
 
     def available(self) -> bool:
         zones = self._find_zones()
@@ -203,6 +182,7 @@ def _read_name(path: Path) -> str:
         return ""
 
 
+@energy_source("hwmon", argument=Argument.OPTIONAL, metavar="NAME", auto_rank=1)
 class HwmonSource:
     """A power-monitor chip (INA2xx family by default) under ``/sys/class/hwmon``.
 
@@ -222,6 +202,11 @@ class HwmonSource:
         self.why_unavailable: str | None = None
         self._dir: Path | None = None
         self._driver = ""
+
+    @classmethod
+    def from_spec(cls, argument: str | None, place: SourcePlace) -> HwmonSource:
+        """The source of ``hwmon`` or ``hwmon:NAME`` (a driver name or ``hwmonN``)."""
+        return cls(place.root, argument or None)
 
     def available(self) -> bool:
         base = Path(self.root) / "sys" / "class" / "hwmon"
@@ -300,6 +285,7 @@ def _run(argv: list[str], timeout_s: float) -> str:
     return proc.stdout
 
 
+@energy_source("pi5-pmic", auto_rank=2)
 class Pi5PmicSource:
     """Raspberry Pi 5 PMIC rails through ``vcgencmd pmic_read_adc``.
 
@@ -317,6 +303,11 @@ class Pi5PmicSource:
         self.timeout_s = timeout_s
         self.why_unavailable: str | None = None
         self._rails: list[str] = []
+
+    @classmethod
+    def from_spec(cls, argument: str | None, place: SourcePlace) -> Pi5PmicSource:
+        """The source of ``pi5-pmic`` (no argument), through ``place.vcgencmd``."""
+        return cls(place.vcgencmd)
 
     def available(self) -> bool:
         if shutil.which(self.vcgencmd) is None:
@@ -344,6 +335,7 @@ class Pi5PmicSource:
                 "scope": "PMIC output rails; excludes 5 V USB loads and conversion losses"}
 
 
+@energy_source("android", auto_rank=3)
 class AndroidBatterySource:
     """The battery power_supply (Android phones, also Linux laptops and SBC battery boards).
 
@@ -375,6 +367,11 @@ class AndroidBatterySource:
             except OSError:
                 continue
         return None
+
+    @classmethod
+    def from_spec(cls, argument: str | None, place: SourcePlace) -> AndroidBatterySource:
+        """The source of ``android`` (no argument), under ``place.root``."""
+        return cls(place.root)
 
     def available(self) -> bool:
         supply = self._find()
@@ -420,6 +417,7 @@ _WATTS = re.compile(r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(mW|uW|µW|W)?\b")
 _SCALE = {None: 1.0, "W": 1.0, "mW": 1e-3, "uW": 1e-6, "µW": 1e-6}
 
 
+@energy_source("meter", argument=Argument.REQUIRED, metavar="CMD", check_argument=True)
 class MeterSource:
     """An external meter: a command that prints the current power in watts.
 
@@ -444,6 +442,15 @@ class MeterSource:
         self.name = f"meter:{command}"
         self.timeout_s = timeout_s
         self.why_unavailable: str | None = None
+
+    @classmethod
+    def from_spec(cls, argument: str | None, place: SourcePlace) -> MeterSource:
+        """The source of ``meter:CMD``.
+
+        Raises:
+            BenchInputError: ``CMD`` is empty or cannot be split.
+        """
+        return cls(argument or "")
 
     def available(self) -> bool:
         if shutil.which(self.argv[0]) is None:

@@ -18,7 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_bench.arm_sysroot import (
+from device_bench.errors import TargetError
+from device_bench.qemu_host import (
     QemuInfo,
     apt_options,
     debian_sources,
@@ -27,7 +28,6 @@ from device_bench.arm_sysroot import (
     note,
     run_step,
 )
-from device_bench.errors import TargetError
 
 __all__ = ["PLUGIN_SOURCE", "PluginBuild", "ensure_plugin"]
 

@@ -11,6 +11,9 @@ The board is found from the device tree's ``model`` (``/proc/device-tree/model``
 Pi kernels), else, on x86, laptop or desktop from ``/sys/class/power_supply`` (a ``Battery``
 supply) and ``/sys/class/dmi/id/chassis_type``. Everything is read under ``root`` so tests can
 point at a recorded tree. Needs nothing beyond the standard library.
+
+The estimate is the ``--energy profile[:BOARD]`` kind; it registers itself here
+(:data:`PROFILE_KIND`, see :mod:`device_bench.energy_base`), and ``auto`` falls back to it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILES", "PowerProfile", "detect_profile", "estimate_energy", "read_board_model"]
+from device_bench.energy_base import Argument, EnergyKind, SourcePlace, register_kind
+from device_bench.errors import BenchInputError
+
+__all__ = ["PROFILES", "PROFILE_KIND", "PowerProfile", "detect_profile", "estimate_energy",
+           "estimate_from_profile", "read_board_model"]
 
 
 @dataclass(frozen=True)
@@ -218,3 +225,36 @@ def estimate_energy(profile: PowerProfile, mean_latency_ms: float, threads: int 
             "profile_source": profile.source,
         },
     }
+
+
+def estimate_from_profile(board: str | None, place: SourcePlace, mean_latency_ms: float,
+                          threads: int | None) -> tuple[dict[str, Any], str] | None:
+    """The ``profile[:BOARD]`` estimate: a named profile, else the one this board matches.
+
+    Args:
+        board: A key of :data:`PROFILES`; None detects the board under ``place.root``.
+        place: Where to look for the board's model.
+        mean_latency_ms: Mean inference latency measured on this board.
+        threads: Interpreter threads.
+
+    Returns:
+        (the energy block, ``"the <board> power profile"``), or None when no profile fits.
+
+    Raises:
+        BenchInputError: ``board`` names no profile (the message lists them).
+    """
+    if board:
+        if board not in PROFILES:
+            raise BenchInputError(f"unknown power profile {board!r}; expected one of: "
+                                  f"{', '.join(PROFILES)}")
+        profile: PowerProfile | None = PROFILES[board]
+    else:
+        profile = detect_profile(place.root)
+    if profile is None:
+        return None
+    block = estimate_energy(profile, mean_latency_ms, threads, os.cpu_count())
+    return block, f"the {profile.board} power profile"
+
+
+PROFILE_KIND = register_kind(EnergyKind("profile", Argument.OPTIONAL, "BOARD",
+                                        estimate=estimate_from_profile))

@@ -13,7 +13,7 @@ import os
 import shutil
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from device_bench.errors import BenchInputError
@@ -25,10 +25,12 @@ PACKAGE = "device_bench"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Runs "$@" under the remote `timeout` when there is one (coreutils, busybox, toybox), so a run
 # the host gives up on also stops over there. A fixed script: every variable part arrives as a
-# positional argument, which the caller quotes (shlex.join) like any other.
+# positional argument, which the caller quotes (shlex.join) like any other. Not `exec`: a command
+# killed by a signal must come back as the shell's exit status 128+N (137 for SIGKILL). Exec'd,
+# GNU timeout re-raises the child's signal on itself, and ssh then reports its own 255.
 _TIMEOUT_SCRIPT = (
     't=$1; shift; if command -v timeout >/dev/null 2>&1; '
-    'then exec timeout -k 5 "$t" "$@"; fi; exec "$@"'
+    'then timeout -k 5 "$t" "$@"; else "$@"; fi; exit $?'
 )
 
 
@@ -40,8 +42,9 @@ def timeout_wrapped(seconds: float, argv: list[str]) -> list[str]:
         argv: The command.
 
     Returns:
-        ``["sh", "-c", SCRIPT, "sh", SECONDS, *argv]``: exit 124 when it timed out (137 when it
-        had to be killed); where there is no ``timeout`` the command runs unbounded.
+        ``["sh", "-c", SCRIPT, "sh", SECONDS, *argv]``: exit 124 when it timed out, 137 when it
+        was killed (it ignored SIGTERM, or the kernel's out-of-memory killer took it), else the
+        command's own status; where there is no ``timeout`` the command runs unbounded.
     """
     return ["sh", "-c", _TIMEOUT_SCRIPT, "sh", f"{seconds:g}", *argv]
 
@@ -72,20 +75,24 @@ def package_files(package_dir: str | os.PathLike[str] | None = None) -> list[tup
     return files
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float,
+               mode: int = 0o644) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
-    info.mode = 0o644
+    info.mode = mode
     info.mtime = int(mtime)
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_tar(extra: Mapping[str, str | os.PathLike[str]] | None = None) -> bytes:
+def build_tar(extra: Mapping[str, str | os.PathLike[str]] | None = None, *,
+              package: bool = True, executable: Collection[str] = ()) -> bytes:
     """An uncompressed tar of the package plus extra files, ready to pipe into ``tar -x``.
 
     Args:
         extra: Name inside the tar (one path component, no ``/``) -> file on this machine; for
             example ``{"model.tflite": "/home/me/model.tflite"}``.
+        package: Whether the ``device_bench`` package goes in (as ``device_bench/...``).
+        executable: Names in ``extra`` to unpack with mode 0755 (the others get 0644).
 
     Returns:
         The tar archive's bytes.
@@ -96,7 +103,7 @@ def build_tar(extra: Mapping[str, str | os.PathLike[str]] | None = None) -> byte
     now = time.time()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, path in package_files():
+        for name, path in package_files() if package else []:
             _add_bytes(tar, name, path.read_bytes(), now)
         for name, src in (extra or {}).items():
             if not name or "/" in name or name in (".", "..") or name == PACKAGE:
@@ -110,7 +117,7 @@ def build_tar(extra: Mapping[str, str | os.PathLike[str]] | None = None) -> byte
                 raise BenchInputError(
                     f"file {os.fspath(src)!r} cannot be read: {e.strerror or e}"
                 ) from e
-            _add_bytes(tar, name, data, now)
+            _add_bytes(tar, name, data, now, 0o755 if name in executable else 0o644)
     return buf.getvalue()
 
 

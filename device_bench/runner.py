@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import array
 import dataclasses
-import gzip
 import hashlib
 import math
 import numbers
@@ -34,6 +33,16 @@ from device_bench import energy as energy_mod
 from device_bench import sysinfo
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.interpreter import LoadedInterpreter, load_interpreter, quantize_input
+from device_bench.result import (
+    BenchResult,
+    Energy,
+    Latency,
+    Memory,
+    ModelFacts,
+    RuntimeInfo,
+    TargetFacts,
+)
+from device_bench.sizes import gzip_size
 from device_bench.stats import CV_WARN_THRESHOLD, is_noisy, latency_stats, median
 
 __all__ = ["SCHEMA", "BenchOptions", "make_inputs", "model_facts", "run_benchmark"]
@@ -82,9 +91,9 @@ class BenchOptions:
     """
 
     threads: int | None = None
-    warmup: int = 10
+    warmup: int = 20
     warmup_seconds: float = 0.2
-    runs: int = 100
+    runs: int = 200
     min_seconds: float = 1.0
     windows: int = 5
     seed: int = 0
@@ -195,7 +204,7 @@ def model_facts(model_path: str | os.PathLike[str]) -> dict[str, Any]:
         "path": os.fspath(model_path),
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0)),
+        "gzip_bytes": gzip_size(data),
     }
 
 
@@ -412,8 +421,8 @@ def run_benchmark(
         target_kind: The ``target.kind`` to report.
 
     Returns:
-        The result dict: every key of the ``edgekit.bench/1`` schema, plus ``options`` (the
-        options used) and ``window_medians_ms``.
+        The result dict (``BenchResult.to_dict()``): every key of the ``edgekit.bench/1``
+        schema, plus ``options`` (the options used) and ``window_medians_ms``.
 
     Raises:
         BenchInputError: The model or the input file is missing or unusable.
@@ -453,22 +462,19 @@ def run_benchmark(
         _warn("the firmware reports the CPU throttled or under-voltage now (vcgencmd "
               "get_throttled); the latency and energy figures are not the board's best")
     energy = _energy(options, loaded, feeds, latency["mean"], target_kind, model["path"])
-    return {
-        "schema": SCHEMA,
-        "model": model,
-        "target": target,
-        "runtime": {
-            "interpreter": loaded.name,
-            "version": loaded.version,
-            "threads": loaded.threads,
-            "delegate": loaded.delegate,
-        },
-        "runs": int(samples_ms.size),
-        "warmup": warm_count,
-        "emulated": target_kind == "qemu",
-        "latency_ms": latency,
-        "memory": {"peak_rss_mb": peak_rss_mb},
-        "energy": energy,
-        "options": options.to_dict(),
-        "window_medians_ms": [round(m, 6) for m in window_medians],
-    }
+    result = BenchResult(
+        schema=SCHEMA,
+        model=ModelFacts(**model),
+        target=TargetFacts(**target),
+        runtime=RuntimeInfo(interpreter=loaded.name, version=loaded.version,
+                            threads=loaded.threads, delegate=loaded.delegate),
+        runs=int(samples_ms.size),
+        warmup=warm_count,
+        emulated=target_kind == "qemu",
+        latency_ms=Latency(**latency),
+        memory=Memory(peak_rss_mb=peak_rss_mb),
+        energy=None if energy is None else Energy.from_dict(energy, "energy"),
+        options=options.to_dict(),
+        window_medians_ms=tuple(round(m, 6) for m in window_medians),
+    )
+    return result.to_dict()

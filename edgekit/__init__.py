@@ -1,7 +1,7 @@
 """edgekit: Keras model -> small, fast, full-integer TFLite, verified and benchmarked on the device.
 
 Importing ``edgekit`` is cheap: TensorFlow loads only when a stage that needs it runs
-(``edgekit._keras`` selects tf_keras for tfmot before TensorFlow is imported).
+(``edgekit.core._keras`` selects tf_keras for tfmot before TensorFlow is imported).
 
 The Python API mirrors the CLI: ``edgekit.run``, ``edgekit.demo``, ``edgekit.compress``,
 ``edgekit.convert``, ``edgekit.inspect``, ``edgekit.bench``, ``edgekit.compare``
@@ -12,7 +12,8 @@ from typing import Any
 
 __version__ = "0.3.0"
 
-_API = ("run", "demo", "compress", "convert", "inspect", "bench", "compare", "RunOutcome")
+_API = ("run", "plan", "demo", "compress", "convert", "inspect", "bench", "compare",
+        "RunOutcome")
 __all__ = ["__version__", *_API]
 
 

@@ -8,19 +8,24 @@
     result = edgekit.convert("model.keras", data="digits", out="m.tflite")
     edgekit.compare("runs/r1", "runs/r2")
 
-Errors are :class:`edgekit.errors.InputError` (bad input) and friends; budgets that fail do not
-raise here (``outcome.passed`` is False), the CLI turns them into exit code 1.
+Errors are :class:`edgekit.core.errors.InputError` (bad input) and friends; budgets that fail
+do not raise here (``outcome.passed`` is False), the CLI turns them into exit code 1.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.recipe import Recipe
+
+if TYPE_CHECKING:
+    from edgekit.report_types import Report
 
 PathLike = str | os.PathLike[str]
 
@@ -31,7 +36,8 @@ class RunOutcome:
 
     Attributes:
         out: The run (or sweep) folder.
-        report: The run's ``edgekit.report/1`` (a sweep: its most accurate front candidate's).
+        report: The run's ``edgekit.report/1`` dict (a sweep: its most accurate front
+            candidate's); :attr:`typed_report` is the same as a ``Report``.
         sweep: The ``edgekit.sweep/1`` dict when the recipe had a sweep, else None.
         reports: Every candidate's report by name (one entry, "run", without a sweep).
         junit: The JUnit file written, if any.
@@ -43,16 +49,23 @@ class RunOutcome:
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     junit: Path | None = None
 
+    @cached_property
+    def typed_report(self) -> Report:
+        """:attr:`report` as a :class:`~edgekit.report_types.Report` (read once)."""
+        from edgekit.report_types import Report
+
+        return Report.from_dict(self.report)
+
     @property
     def passed(self) -> bool:
         """True when every budget of every candidate held."""
-        return bool(self.sweep["passed"] if self.sweep else self.report["passed"])
+        return bool(self.sweep["passed"]) if self.sweep else self.typed_report.passed
 
     @property
     def failed_budgets(self) -> list[str]:
         """Names of the failed budgets (``candidate: budget`` in a sweep)."""
         if self.sweep is None:
-            return [b["name"] for b in self.report["budgets"] if not b["passed"]]
+            return list(self.typed_report.failed_budgets)
         return [f"{c['name']}: {b}" for c in self.sweep["candidates"] for b in c["failed_budgets"]]
 
 
@@ -103,6 +116,27 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
     return outcome
 
 
+def plan(recipe: Recipe | PathLike | dict[str, Any]) -> dict[str, Any]:
+    """What a run of ``recipe`` would do, without running anything (no TensorFlow either).
+
+    Args:
+        recipe: A :class:`Recipe`, a recipe file, or a recipe mapping.
+
+    Returns:
+        ``{"candidates": {name: plan}, "shared": {fingerprint: [candidates]}}``: each
+        candidate's stages with their fingerprints and artefacts, its conversions, and the
+        stages that several candidates share (a sweep computes those once).
+
+    Raises:
+        InputError: Bad recipe, or a model path that does not exist.
+    """
+    from edgekit.run_plan import plan_sweep, shared_stages
+
+    plans = plan_sweep(_as_recipe(recipe))
+    return {"candidates": {name: p.to_dict() for name, p in plans.items()},
+            "shared": shared_stages(plans)}
+
+
 def demo(out: PathLike = "runs/demo", *, junit: PathLike | None = None) -> RunOutcome:
     """The embedded default: demo CNN on digits -> prune 80 % -> PQAT -> int8 -> bench -> report.
 
@@ -147,11 +181,12 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     Raises:
         InputError: Nothing to do, a bad output suffix, or bad model / data / folder.
     """
-    from edgekit._keras import load_model, save_model
-    from edgekit.compress import QAT, Distill, LowRank, Prune
+    from edgekit.compress import QAT, Distill, LowRank, Prune, get_stage
+    from edgekit.compress.training import accuracy
+    from edgekit.core.model_io import load_model
     from edgekit.data import load_data
     from edgekit.pipeline import check_out_dir, model_input_shape
-    from edgekit.training import accuracy
+    from edgekit.stage_runner import run_stage
 
     out_path = Path(out)
     if prune is None and not qat and teacher is None and lowrank is None:
@@ -185,14 +220,20 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     result: dict[str, Any] = {"out": out_path,
                               "float_accuracy": accuracy(m, ds.x_test, ds.y_test), "stages": []}
     log(f"float accuracy {100 * result['float_accuracy']:.2f} %")
-    for stage in stages:
-        applied = stage.apply(m, ds)
-        m = applied.model
-        acc = accuracy(m, ds.x_test, ds.y_test)
-        result["stages"].append({"stage": stage.to_dict(), "accuracy": acc,
-                                 "details": applied.details})
-        log(f"{stage.class_name}: held-out accuracy {100 * acc:.2f} %")
-    save_model(m, out_path)
+    # The stages hand each other files, as in a recipe run: the intermediate ones in a
+    # private folder beside OUT (removed at the end), the last one at OUT itself.
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".edgekit-compress-", dir=out_path.parent) as tmp:
+        for i, stage in enumerate(stages):
+            last = i == len(stages) - 1
+            suffix = get_stage(stage.class_name).artefact_suffix
+            dest = out_path if last else Path(tmp) / f"{i}-{stage.class_name.lower()}{suffix}"
+            done = run_stage(stage, m, ds, dest, float_model=model)
+            m = done.model
+            acc = accuracy(m, ds.x_test, ds.y_test)
+            result["stages"].append({"stage": stage.to_dict(), "accuracy": acc,
+                                     "details": done.details})
+            log(f"{stage.class_name}: held-out accuracy {100 * acc:.2f} %")
     return result
 
 
@@ -228,19 +269,25 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
         InputError: Bad arguments, model, data, calibration source or folder; a model the
             converter rejects.
     """
-    from edgekit._keras import load_model
-    from edgekit.converters import ConversionConfig, IOType, Mode, verify_tflite
+    from edgekit.converters import (
+        ConversionConfig,
+        IOType,
+        Mode,
+        convert_to_file,
+        require_int8,
+        verify_tflite,
+    )
+    from edgekit.core.model_io import load_model
     from edgekit.data import load_data
-    from edgekit.pipeline import check_out_dir, convert_to_file, model_input_shape
+    from edgekit.pipeline import check_out_dir, model_input_shape
 
     if not str(out).endswith(".tflite"):
         raise InputError(f"--out must be a path ending in .tflite, got {str(out)!r}")
     check_out_dir(Path(out).parent)
     config = ConversionConfig(mode=Mode.parse(mode), io=IOType.parse(io) if io else None,
                               per_channel=per_channel)
-    if (max_accuracy_drop is not None or debug_layers) and config.mode is not Mode.INT8:
-        raise InputError(f"--max-accuracy-drop and --debug-layers need mode int8, got mode "
-                         f"{config.mode.value}")
+    if max_accuracy_drop is not None or debug_layers:
+        require_int8(config.mode, "--max-accuracy-drop and --debug-layers")
     m = load_model(model)
     ds = load_data(data, input_shape=model_input_shape(m))
     calibration_info = convert_to_file(m, ds, config, Path(out), samples=samples, seed=seed,

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from device_bench.errors import BenchInputError, TargetError
-from edgekit.errors import InputError
+from device_bench.result import BenchResult
+from edgekit.core.errors import InputError
 
 __all__ = [
     "COMPARISON_SCHEMA",
@@ -57,6 +58,16 @@ class TargetOutcome:
     def ok(self) -> bool:
         """True when the target produced a result."""
         return self.result is not None
+
+    @property
+    def bench(self) -> BenchResult | None:
+        """:attr:`result` as a :class:`~device_bench.result.BenchResult` (None: it failed).
+
+        Raises:
+            BenchInputError: The result is not an ``edgekit.bench/1`` result.
+        """
+        return None if self.result is None else BenchResult.from_dict(self.result,
+                                                                      f"result of {self.target}")
 
     def to_dict(self) -> dict[str, Any]:
         """``{"ok", "error", "result"}`` (the target is the key it is stored under)."""
@@ -128,7 +139,9 @@ def run_targets(model: str | os.PathLike[str], specs: Sequence[str], options: An
         if log is not None:
             log(f"bench {os.fspath(model)} on {spec}")
         try:
-            outcomes.append(TargetOutcome(spec, result=target.bench(os.fspath(model), options)))
+            result = target.bench(os.fspath(model), options)
+            BenchResult.from_dict(result, f"result of {spec}")  # a malformed one fails the target
+            outcomes.append(TargetOutcome(spec, result=result))
         except (TargetError, BenchInputError) as e:
             outcomes.append(TargetOutcome(spec, error=_one_line(e) or type(e).__name__))
     return outcomes
@@ -167,29 +180,27 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _row(o: TargetOutcome) -> list[str]:
-    r = o.result or {}
-    lat, tgt, rt = r.get("latency_ms") or {}, r.get("target") or {}, r.get("runtime") or {}
-    energy = r.get("energy")
+def _row(target: str, r: BenchResult) -> list[str]:
+    lat, tgt, rt, energy = r.latency_ms, r.target, r.runtime, r.energy
     notes = []
-    if r.get("emulated"):
+    if r.emulated:
         notes.append("emulated: timings are not the board's")
     if energy is None:
         mj = "-"
-    elif energy.get("measured"):
-        mj = _num(energy.get("mj_per_inference"), "{:.4g}")
+    elif energy.measured:
+        mj = _num(energy.mj_per_inference, "{:.4g}")
     else:
-        mj = "~" + _num(energy.get("mj_per_inference"), "{:.3g}")
-        notes.append(f"energy estimated ({energy.get('source')})")
+        mj = "~" + _num(energy.mj_per_inference, "{:.3g}")
+        notes.append(f"energy estimated ({energy.source})")
     return [
-        o.target,
-        _clip(str(tgt.get("cpu") or tgt.get("machine") or "-"), _DEVICE_WIDTH),
-        f"{rt.get('interpreter') or '-'} {rt.get('version') or ''}".strip(),
-        str(rt.get("threads") or "default"),
-        _ms(lat.get("p50")), _ms(lat.get("p90")), _ms(lat.get("p99")),
-        "-" if lat.get("cv") is None else f"{100 * lat['cv']:.1f}%",
-        _num(lat.get("init"), "{:.1f}"),
-        _num((r.get("memory") or {}).get("peak_rss_mb"), "{:.1f}"),
+        target,
+        _clip(str(tgt.cpu or tgt.machine or "-"), _DEVICE_WIDTH),
+        f"{rt.interpreter or '-'} {rt.version or ''}".strip(),
+        str(rt.threads or "default"),
+        _ms(lat.p50), _ms(lat.p90), _ms(lat.p99),
+        "-" if lat.cv is None else f"{100 * lat.cv:.1f}%",
+        _num(lat.init, "{:.1f}"),
+        _num(r.memory.peak_rss_mb, "{:.1f}"),
         mj,
         "; ".join(notes),
     ]
@@ -211,9 +222,13 @@ def format_table(outcomes: Sequence[TargetOutcome]) -> str:
 
     Returns:
         The table (no trailing newline).
+
+    Raises:
+        BenchInputError: A result that is not an ``edgekit.bench/1`` result.
     """
-    rows = [_row(o) for o in outcomes if o.ok]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(HEADER)]
+    rows = [None if (bench := o.bench) is None else _row(o.target, bench) for o in outcomes]
+    measured = [r for r in rows if r is not None]
+    widths = [max([len(h)] + [len(r[i]) for r in measured]) for i, h in enumerate(HEADER)]
     widths[0] = max([widths[0]] + [len(o.target) for o in outcomes])
     widths[-1] = len(HEADER[-1])  # the last column runs free
 
@@ -223,9 +238,9 @@ def format_table(outcomes: Sequence[TargetOutcome]) -> str:
         return "  ".join([*parts[:-1], cells[-1]]).rstrip()
 
     lines = [fmt(HEADER), "  ".join("-" * w for w in widths)]
-    for o in outcomes:
-        if o.ok:
-            lines.append(fmt(_row(o)))
+    for o, row in zip(outcomes, rows, strict=True):
+        if row is not None:
+            lines.append(fmt(row))
         else:
             lines.append(f"{o.target.ljust(widths[0])}  FAILED: {o.error or 'no reason given'}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any
 
 import fire
 
-from edgekit.errors import INPUT_ERRORS, CheckFailed, InputError
+from edgekit.core.errors import INPUT_ERRORS, CheckFailed, InputError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -25,23 +25,30 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-def _summary(report: dict[str, Any], out: Path) -> str:
-    final = report["final"]
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def _summary(report: Any, out: Path) -> str:
+    """The run's result in a few lines (``report``: a ``Report`` or its dict)."""
+    from edgekit.report_types import as_report
+
+    report = as_report(report)
+    final = report.final
+    drop = "n/a" if final.accuracy_drop_points is None else f"{final.accuracy_drop_points:.2f}"
     lines = [
-        f"final model   {out / final['artefact']}",
-        f"accuracy      {100 * final['accuracy']:.2f} % int  vs  "
-        f"{100 * final['float_accuracy']:.2f} % float  "
-        f"(drop {final['accuracy_drop_points']:.2f} points)",
-        f"size          {final['bytes']} bytes, {final['gzip_bytes']} gzipped",
-        f"full integer  {'yes' if final['full_integer'] else 'NO'}",
+        f"final model   {out / final.artefact}",
+        f"accuracy      {_pct(final.accuracy)} int  vs  {_pct(final.float_accuracy)} float  "
+        f"(drop {drop} points)",
+        f"size          {final.bytes} bytes, {final.gzip_bytes} gzipped",
+        f"full integer  {'yes' if final.full_integer else 'NO'}",
     ]
-    for b in report["budgets"]:
-        verdict = "ok" if b["passed"] else "FAILED"
-        if b["name"] == "require_int8":
+    for b in report.budgets:
+        verdict = "ok" if b.passed else "FAILED"
+        if b.name == "require_int8":
             lines.append(f"budget        require_int8: {verdict}")
         else:
-            lines.append(f"budget        {b['name']} <= {b['limit']} {b['unit']}: "
-                         f"{b['value']} {verdict}")
+            lines.append(f"budget        {b.name} <= {b.limit} {b.unit}: {b.value} {verdict}")
     lines.append(f"report        {out / 'report.md'}")
     return "\n".join(lines)
 
@@ -58,7 +65,7 @@ def _finish_run(outcome: Any) -> None:
                    f"{'pass' if c['passed'] else 'FAIL ' + ', '.join(c['failed_budgets'])}")
         _print(f"report        {outcome.out / 'report.html'}")
     else:
-        _print(_summary(outcome.report, outcome.out))
+        _print(_summary(outcome.typed_report, outcome.out))
     if outcome.junit is not None:
         _print(f"junit         {outcome.junit}")
     if not outcome.passed:
@@ -83,7 +90,7 @@ class EdgekitCLI:
         _finish_run(api.demo(out, junit=junit))
 
     def run(self, recipe: str, out: str = "runs/run", resume: bool = False,
-            junit: str | None = None) -> None:
+            junit: str | None = None, plan: bool = False) -> None:
         """Runs the pipeline a recipe file describes (every candidate, if it has a sweep).
 
         Args:
@@ -91,9 +98,14 @@ class EdgekitCLI:
             out: The run folder.
             resume: Reuse the stages an earlier run in --out finished.
             junit: Also write JUnit XML with one test case per budget (per candidate).
+            plan: Print what the run would do (stages, fingerprints, conversions, the stages
+                candidates share) as JSON, and run nothing.
         """
         from edgekit import api
 
+        if plan:
+            _print(json.dumps(api.plan(recipe), indent=2))
+            return
         _finish_run(api.run(recipe, out, resume=resume, junit=junit))
 
     def compress(self, model: str, data: str = "digits", out: str = "",

@@ -2,7 +2,8 @@
 
 :func:`compare_reports` returns a plain dict (``edgekit.compare/1``) for scripts;
 :func:`format_comparison` turns it into a text table for people, changed rows first.
-:func:`load_run` reads a run folder or its ``report.json``.
+:func:`load_run` reads a run folder or its ``report.json`` (:func:`load_report`: as a
+:class:`~edgekit.report_types.Report`).
 
 Numbers compare as ``{"a", "b", "delta", "rel"}`` with ``delta = b - a`` and ``rel = delta / a``
 (None when either side is missing or ``a`` is 0). Accuracies are fractions in the dict and shown in
@@ -16,36 +17,62 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
+from edgekit.report_types import Report, TfliteEntry
 
-REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report.SCHEMA (not imported: it loads TF)
+REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report_types.SCHEMA
 SCHEMA = "edgekit.compare/1"
 LATENCY_STATS = ("p50", "p90", "p99")
 _FINAL_NUMBERS = ("accuracy", "float_accuracy", "accuracy_drop_points", "bytes", "gzip_bytes")
 
 
 # ---------------------------------------------------------------- loading
-def _check_report(obj: Any, where: str) -> dict[str, Any]:
+def _as_report(obj: Any, where: str) -> Report:
+    """``obj`` as a :class:`Report` (a report, or its dict after the schema check)."""
+    if isinstance(obj, Report):
+        return obj
     if not isinstance(obj, dict) or obj.get("schema") != REPORT_SCHEMA:
         got = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
         raise InputError(f"{where} is not an edgekit report: schema {got!r}, "
                          f"expected {REPORT_SCHEMA!r}")
-    return obj
+    return Report.from_dict(obj, where)
 
 
 def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads the report of a run.
+    """Reads the report of a run (checked: it must parse as a :class:`Report`).
 
     Args:
         path: A run folder (its ``report.json`` is read) or a ``report.json`` path.
 
     Returns:
-        The ``edgekit.report/1`` dict.
+        The ``edgekit.report/1`` dict, as the file holds it.
 
     Raises:
         InputError: The path is missing, the folder has no ``report.json``, the file cannot be
             read or is not JSON, or it is not an ``edgekit.report/1`` report.
     """
+    obj, where = _read_run(path)
+    _as_report(obj, where)
+    return obj
+
+
+def load_report(path: str | os.PathLike[str]) -> Report:
+    """Reads the report of a run as a :class:`Report`.
+
+    Args:
+        path: A run folder (its ``report.json`` is read) or a ``report.json`` path.
+
+    Returns:
+        The report.
+
+    Raises:
+        InputError: As :func:`load_run`.
+    """
+    return _as_report(*_read_run(path))
+
+
+def _read_run(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """(the parsed JSON of a run's report.json, how to name it in messages)."""
     p = Path(path)
     if p.is_dir():
         file = p / "report.json"
@@ -65,7 +92,7 @@ def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise InputError(f"{str(file)!r} is not JSON (line {e.lineno}: {e.msg}); expected an "
                          "edgekit report.json") from e
-    return _check_report(obj, repr(str(file)))
+    return obj, repr(str(file))
 
 
 # ---------------------------------------------------------------- comparing
@@ -82,19 +109,10 @@ def _value(a: Any, b: Any) -> dict[str, Any]:
     return {"a": a, "b": b, "changed": a != b}
 
 
-def _final_stage(report: dict[str, Any]) -> dict[str, Any]:
-    stages = report.get("stages") or []
-    flagged = [e for e in stages if e.get("final")]
-    if flagged:
-        return flagged[-1]
-    artefact = (report.get("final") or {}).get("artefact")
-    return next((e for e in stages if e.get("artefact") == artefact), {})
-
-
-def _ops(stage: dict[str, Any]) -> dict[str, int]:
+def _ops(stage: TfliteEntry | None) -> dict[str, int]:
     out: dict[str, int] = {}
-    for o in (stage.get("inspection") or {}).get("ops") or []:
-        out[str(o.get("op"))] = out.get(str(o.get("op")), 0) + int(o.get("count", 0))
+    for o in stage.inspection.ops if stage is not None else ():
+        out[o.op] = out.get(o.op, 0) + o.count
     return out
 
 
@@ -109,12 +127,12 @@ def _compare_ops(a: dict[str, int], b: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def compare_reports(a: Report | dict[str, Any], b: Report | dict[str, Any]) -> dict[str, Any]:
     """Compares two runs of the pipeline.
 
     Args:
-        a: The ``edgekit.report/1`` dict of run A (before).
-        b: The ``edgekit.report/1`` dict of run B (after).
+        a: Run A (before): its report, or its ``edgekit.report/1`` dict.
+        b: Run B (after), the same.
 
     Returns:
         ``{"schema": "edgekit.compare/1", "final": {...}, "latency": {target: {stat: ...}},
@@ -127,30 +145,30 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         True/False, or None where the run did not set that budget.
 
     Raises:
-        InputError: ``a`` or ``b`` is not an ``edgekit.report/1`` dict.
+        InputError: ``a`` or ``b`` is not an ``edgekit.report/1`` report.
     """
-    _check_report(a, "run A")
-    _check_report(b, "run B")
-    fa, fb = a.get("final") or {}, b.get("final") or {}
-    final: dict[str, Any] = {k: _number(fa.get(k), fb.get(k)) for k in _FINAL_NUMBERS}
-    final["artefact"] = _value(fa.get("artefact"), fb.get("artefact"))
-    final["full_integer"] = _value(fa.get("full_integer"), fb.get("full_integer"))
+    ra, rb = _as_report(a, "run A"), _as_report(b, "run B")
+    fa, fb = ra.final, rb.final
+    final: dict[str, Any] = {k: _number(getattr(fa, k), getattr(fb, k)) for k in _FINAL_NUMBERS}
+    final["artefact"] = _value(fa.artefact, fb.artefact)
+    final["full_integer"] = _value(fa.full_integer, fb.full_integer)
 
-    sa, sb = _final_stage(a), _final_stage(b)
-    bench_a, bench_b = sa.get("bench") or {}, sb.get("bench") or {}
+    sa, sb = ra.final_entry, rb.final_entry
+    bench_a = sa.bench if sa is not None else {}
+    bench_b = sb.bench if sb is not None else {}
     latency = {}
     for target in dict.fromkeys([*bench_a, *bench_b]):
-        la = (bench_a.get(target) or {}).get("latency_ms") or {}
-        lb = (bench_b.get(target) or {}).get("latency_ms") or {}
-        latency[target] = {s: _number(la.get(s), lb.get(s)) for s in LATENCY_STATS}
+        la, lb = bench_a.get(target), bench_b.get(target)
+        latency[target] = {s: _number(None if la is None else la.latency_ms.stat(s),
+                                      None if lb is None else lb.latency_ms.stat(s))
+                           for s in LATENCY_STATS}
 
-    stages_b = {e.get("name"): e for e in b.get("stages") or []}
-    stages = {e.get("name"): {"accuracy": _number(e.get("accuracy"),
-                                                  stages_b[e.get("name")].get("accuracy"))}
-              for e in a.get("stages") or [] if e.get("name") in stages_b}
+    stages_b = {e.name: e for e in rb.stages}
+    stages = {e.name: {"accuracy": _number(e.accuracy, stages_b[e.name].accuracy)}
+              for e in ra.stages if e.name in stages_b}
 
-    budgets_a = {x.get("name"): bool(x.get("passed")) for x in a.get("budgets") or []}
-    budgets_b = {x.get("name"): bool(x.get("passed")) for x in b.get("budgets") or []}
+    budgets_a = {x.name: x.passed for x in ra.budgets}
+    budgets_b = {x.name: x.passed for x in rb.budgets}
     budgets = [{"name": n, "a": budgets_a.get(n), "b": budgets_b.get(n)}
                for n in dict.fromkeys([*budgets_a, *budgets_b])
                if budgets_a.get(n) != budgets_b.get(n)]
@@ -161,7 +179,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "ops": _compare_ops(_ops(sa), _ops(sb)),
         "stages": stages,
         "budgets": budgets,
-        "passed": _value(a.get("passed"), b.get("passed")),
+        "passed": _value(ra.passed, rb.passed),
     }
 
 

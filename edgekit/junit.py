@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.atomicio import write_text
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
+from edgekit.report_types import BudgetResult, Report, as_report
 
-REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report.SCHEMA (not imported: it loads TF)
+REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report_types.SCHEMA
 CLASSNAME_PREFIX = "edgekit.budgets"
 NOT_MEASURED = "not measured"
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -42,25 +43,24 @@ def _xml_text(value: Any) -> str:
     return _XML_INVALID.sub("\ufffd", str(value))
 
 
-def _describe(budget: dict[str, Any]) -> tuple[str, str]:
+def _describe(budget: BudgetResult) -> tuple[str, str]:
     """(failure type, one-line message naming the limit and the measured value) of a budget."""
-    name = budget.get("name")
-    unit = str(budget.get("unit") or "")
+    name, unit = budget.name, budget.unit
     if name == "require_int8":
         parts = []
-        if budget.get("float_ops"):
-            parts.append(f"float ops: {', '.join(map(str, budget['float_ops']))}")
-        if budget.get("float_io"):
-            parts.append(f"float I/O: {', '.join(map(str, budget['float_io']))}")
-        value = "full integer" if budget.get("value") else "not full integer"
-        if budget.get("value") is None:
+        if budget.float_ops:
+            parts.append(f"float ops: {', '.join(budget.float_ops)}")
+        if budget.float_io:
+            parts.append(f"float I/O: {', '.join(budget.float_io)}")
+        value = "full integer" if budget.value else "not full integer"
+        if budget.value is None:
             value = NOT_MEASURED
         detail = f" ({'; '.join(parts)})" if parts else ""
         return "BudgetExceeded", f"{name}: measured {value}{detail}, limit full integer"
-    limit = f"{budget.get('limit')} {unit}".strip()
-    if budget.get("value") is None:
+    limit = f"{budget.limit} {unit}".strip()
+    if budget.value is None:
         return "NotMeasured", f"{name}: {NOT_MEASURED}, limit {limit}"
-    return "BudgetExceeded", f"{name}: measured {budget['value']} {unit}".rstrip() + \
+    return "BudgetExceeded", f"{name}: measured {budget.value} {unit}".rstrip() + \
         f", limit {limit}"
 
 
@@ -70,11 +70,11 @@ def _classname(suite: str) -> str:
     return f"{CLASSNAME_PREFIX}.{suite.replace('.', '_')}"
 
 
-def budget_testcases(report: dict[str, Any], suite: str) -> list[dict[str, Any]]:
+def budget_testcases(report: Report | dict[str, Any], suite: str) -> list[dict[str, Any]]:
     """One JUnit testcase per budget of a report.
 
     Args:
-        report: An ``edgekit.report/1`` dict.
+        report: The report, or its ``edgekit.report/1`` dict.
         suite: The suite name (the run, or a sweep candidate); the classname is
             ``edgekit.budgets.<suite>``.
 
@@ -85,28 +85,27 @@ def budget_testcases(report: dict[str, Any], suite: str) -> list[dict[str, Any]]
         report sets no budgets.
 
     Raises:
-        InputError: ``report`` is not an ``edgekit.report/1`` dict, or ``suite`` is empty.
+        InputError: ``report`` is not an ``edgekit.report/1`` report, or ``suite`` is empty.
     """
-    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
-        got = report.get("schema") if isinstance(report, dict) else type(report).__name__
-        raise InputError(f"report must be an {REPORT_SCHEMA!r} dict, got schema {got!r}")
+    if not isinstance(report, Report):
+        if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
+            got = report.get("schema") if isinstance(report, dict) else type(report).__name__
+            raise InputError(f"report must be an {REPORT_SCHEMA!r} dict, got schema {got!r}")
+        report = as_report(report)
     if not isinstance(suite, str) or not suite:
         raise InputError(f"suite must be a non-empty string, got {suite!r}")
     cases = []
-    for b in report.get("budgets") or []:
-        passed = bool(b.get("passed"))
-        kind, message = (None, None) if passed else _describe(b)
+    for b in report.budgets:
+        kind, message = (None, None) if b.passed else _describe(b)
         details = None
-        if not passed:
-            unit = str(b.get("unit") or "")
-            value = NOT_MEASURED if b.get("value") is None else f"{b['value']} {unit}".strip()
-            details = (message if b.get("name") == "require_int8" else
-                       f"{message}\nlimit: {b.get('limit')} {unit}".rstrip()
+        if not b.passed:
+            value = NOT_MEASURED if b.value is None else f"{b.value} {b.unit}".strip()
+            details = (message if b.name == "require_int8" else
+                       f"{message}\nlimit: {b.limit} {b.unit}".rstrip()
                        + f"\nmeasured: {value}")
-        cases.append({"classname": _classname(suite), "name": str(b.get("name")),
-                      "passed": passed, "message": message, "type": kind, "details": details,
-                      "limit": b.get("limit"), "value": b.get("value"),
-                      "unit": b.get("unit", ""), "time": 0.0})
+        cases.append({"classname": _classname(suite), "name": b.name,
+                      "passed": b.passed, "message": message, "type": kind, "details": details,
+                      "limit": b.limit, "value": b.value, "unit": b.unit, "time": 0.0})
     return cases
 
 

@@ -30,9 +30,15 @@ from typing import Any
 
 import yaml
 
+from device_bench.runner import BenchOptions
 from edgekit.compress import stage_from_dict
-from edgekit.errors import InputError
-from edgekit.training import TrainConfig, checked_kwargs
+from edgekit.compress.training import TrainConfig
+from edgekit.converters import CalibrationSpec, ConversionConfig, IOType, Mode, require_int8
+from edgekit.core.checks import checked_kwargs
+from edgekit.core.errors import InputError
+
+# The bench defaults have one source: device_bench's BenchOptions (the CLI reads them too).
+_BENCH = BenchOptions()
 
 LATENCY_STATS = ("mean", "min", "p50", "p90", "p99", "max")
 
@@ -75,8 +81,6 @@ class ConvertSpec:
             )
         config = self.conversion_config()  # validates mode / io / per_channel
         if self.calibration is not None:
-            from edgekit.converters import CalibrationSpec
-
             spec = CalibrationSpec.from_value(self.calibration)
             object.__setattr__(self, "calibration", self.calibration
                                if isinstance(self.calibration, str) else spec.to_dict())
@@ -88,18 +92,15 @@ class ConvertSpec:
         if not isinstance(self.debug_layers, bool):
             raise InputError(f"convert.debug_layers must be true or false, got "
                              f"{self.debug_layers!r}")
-        if (drop is not None or self.debug_layers) and config.mode.value != "int8":
-            raise InputError(f"convert.max_accuracy_drop and convert.debug_layers need mode int8, "
-                             f"got mode {config.mode.value}")
+        if drop is not None or self.debug_layers:
+            require_int8(config.mode, "convert.max_accuracy_drop and convert.debug_layers")
 
-    def conversion_config(self) -> Any:
+    def conversion_config(self) -> ConversionConfig:
         """Returns the converters' ``ConversionConfig`` for this section.
 
         Raises:
             InputError: Unknown mode or io, or an io that the mode does not allow.
         """
-        from edgekit.converters import ConversionConfig, IOType, Mode
-
         io = IOType.parse(self.io) if self.io is not None else None
         return ConversionConfig(mode=Mode.parse(self.mode), io=io, per_channel=self.per_channel)
 
@@ -121,13 +122,13 @@ class BenchSpec:
     """
 
     targets: tuple[str, ...] = ("local",)
-    runs: int = 200
-    warmup: int = 20
-    min_seconds: float = 1.0
-    windows: int = 5
-    threads: int | None = None
-    energy: str = "none"
-    energy_seconds: float = 10.0
+    runs: int = _BENCH.runs
+    warmup: int = _BENCH.warmup
+    min_seconds: float = _BENCH.min_seconds
+    windows: int = _BENCH.windows
+    threads: int | None = _BENCH.threads
+    energy: str = _BENCH.energy
+    energy_seconds: float = _BENCH.energy_seconds
 
     def __post_init__(self) -> None:
         targets = self.targets
@@ -138,14 +139,12 @@ class BenchSpec:
         object.__setattr__(self, "targets", tuple(targets))
         self.options()  # validates the counts
 
-    def options(self) -> Any:
+    def options(self) -> BenchOptions:
         """Returns the ``BenchOptions`` of this section.
 
         Raises:
             BenchInputError: Invalid counts.
         """
-        from device_bench.runner import BenchOptions
-
         return BenchOptions(
             threads=self.threads, warmup=self.warmup, runs=self.runs,
             min_seconds=self.min_seconds, windows=self.windows, energy=self.energy,

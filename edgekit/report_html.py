@@ -21,18 +21,20 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
-import matplotlib as mpl
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from device_bench.atomicio import write_text
-from edgekit.errors import InputError
+from device_bench.result import BenchResult
+from edgekit.core.errors import InputError
 from edgekit.report_stages import StageNotes, conversion_notes, stage_notes
+from edgekit.report_types import Entry, Report, TfliteEntry, as_report
 
-REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report.SCHEMA (not imported: it loads TF)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report_types.SCHEMA
 SWEEP_SCHEMA = "edgekit.sweep/1"
 NOT_MEASURED = "not measured"
 NA = "—"
@@ -112,18 +114,6 @@ def _result(passed: bool) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------- report accessors
-def _tflites(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in report.get("stages", []) if e.get("kind") == "tflite"]
-
-
-def _targets(report: dict[str, Any]) -> list[str]:
-    seen: dict[str, None] = {}
-    for e in report.get("stages", []):
-        for t in (e.get("bench") or {}):
-            seen[t] = None
-    return list(seen)
-
-
 def _target_ids(targets: Sequence[str]) -> dict[str, str]:
     """Maps target names to unique id-safe slugs."""
     ids: dict[str, str] = {}
@@ -135,22 +125,18 @@ def _target_ids(targets: Sequence[str]) -> dict[str, str]:
     return ids
 
 
-def _sparsity(entry: dict[str, Any]) -> float | None:
-    if entry.get("sparsity") is not None:
-        return entry["sparsity"]
-    ws = entry.get("weight_sparsity") or []
-    params = sum(w.get("params", 0) for w in ws)
-    return sum(w.get("zeros", 0) for w in ws) / params if params else None
-
-
-def _latency(entry: dict[str, Any], target: str) -> dict[str, Any]:
-    res = (entry.get("bench") or {}).get(target) or {}
-    return res.get("latency_ms") or {}
-
-
 # ---------------------------------------------------------------- plots
+def _new_figure(width: float, height: float) -> Figure:
+    """A matplotlib Figure (imported here: matplotlib loads only when a report is drawn)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
 def _svg(fig: Figure, fig_id: str) -> str:
     """Renders ``fig`` to inline SVG: no XML prolog, ids prefixed so they are unique per page."""
+    import matplotlib as mpl
+
     buf = io.StringIO()
     with mpl.rc_context({"svg.hashsalt": fig_id}):
         fig.savefig(buf, format="svg", metadata=_SVG_METADATA)
@@ -211,7 +197,7 @@ def _empty_note(ax: Any, text: str) -> None:
 def _scatter(fig_id: str, pts: list[tuple[float, float, str]], missing: list[str],
              xlabel: str, title: str, caption: str, color: str) -> str:
     """A labelled accuracy scatter; ``missing`` names the points not measured."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
+    fig = _new_figure(7, 4)
     ax = fig.subplots()
     for x, y, _ in pts:
         ax.plot([x], [y], "o", color=color)
@@ -226,53 +212,53 @@ def _scatter(fig_id: str, pts: list[tuple[float, float, str]], missing: list[str
     return _figure(fig_id, fig, caption)
 
 
-def _plot_accuracy_size(report: dict[str, Any]) -> str:
+def _plot_accuracy_size(report: Report) -> str:
     pts, missing = [], []
-    for e in report.get("stages", []):
-        if e.get("accuracy") is None or e.get("bytes") is None:
-            missing.append(str(e.get("name")))
+    for e in report.stages:
+        if e.accuracy is None:
+            missing.append(e.name)
         else:
-            pts.append((e["bytes"] / 1024.0, 100.0 * e["accuracy"], str(e.get("name"))))
+            pts.append((e.bytes / 1024.0, 100.0 * e.accuracy, e.name))
     return _scatter("plot-accuracy-size", pts, missing, "size (KiB)",
                     "Accuracy vs size, every stage",
                     "Held-out accuracy against file size (raw bytes) of each stage's artefact.",
                     "#1f5fa8")
 
 
-def _plot_accuracy_latency(report: dict[str, Any], target: str, slug: str) -> str:
+def _plot_accuracy_latency(report: Report, target: str, slug: str) -> str:
     pts, missing = [], []
-    for e in _tflites(report):
-        if target not in (e.get("bench") or {}):
+    for e in report.tflite_entries:
+        if target not in e.bench:
             continue
-        p50 = _latency(e, target).get("p50")
-        if p50 is None or e.get("accuracy") is None:
-            missing.append(str(e.get("artefact")))
+        p50 = e.bench[target].latency_ms.p50
+        if p50 is None or e.accuracy is None:
+            missing.append(e.artefact)
         else:
-            pts.append((p50, 100.0 * e["accuracy"], str(e.get("artefact"))))
+            pts.append((p50, 100.0 * e.accuracy, e.artefact))
     return _scatter(f"plot-accuracy-latency-{slug}", pts, missing,
                     f"p50 latency on {target} (ms)", f"Accuracy vs latency, target {target}",
                     f"Held-out accuracy against median (p50) latency of each .tflite on {target}.",
                     "#c25400")
 
 
-def _plot_latency(report: dict[str, Any], target: str, slug: str) -> str:
-    fig = Figure(figsize=(7, 4), layout="constrained")
+def _plot_latency(report: Report, target: str, slug: str) -> str:
+    fig = _new_figure(7, 4)
     ax = fig.subplots()
     stats, windows, missing = [], [], []
-    for e in _tflites(report):
-        if target not in (e.get("bench") or {}):
+    for e in report.tflite_entries:
+        if target not in e.bench:
             continue
-        lat = _latency(e, target)
-        if any(lat.get(k) is None for k in ("min", "p50", "p90", "p99", "max")):
-            missing.append(str(e.get("artefact")))
+        res = e.bench[target]
+        lat = res.latency_ms
+        if any(v is None for v in (lat.min, lat.p50, lat.p90, lat.p99, lat.max)):
+            missing.append(e.artefact)
             continue
-        emulated = " (emulated)" if e["bench"][target].get("emulated") else ""
-        label = f"{e.get('artefact')}{emulated}".replace("$", r"\$")  # tick labels: no mathtext
-        stats.append({"label": label, "whislo": lat["min"],
-                      "q1": lat["p50"], "med": lat["p50"], "q3": lat["p90"],
-                      "whishi": lat["p99"], "fliers": [lat["max"]]})
-        windows.append([w for w in e["bench"][target].get("window_medians_ms") or []
-                        if w is not None])
+        emulated = " (emulated)" if res.emulated else ""
+        label = f"{e.artefact}{emulated}".replace("$", r"\$")  # tick labels: no mathtext
+        stats.append({"label": label, "whislo": lat.min,
+                      "q1": lat.p50, "med": lat.p50, "q3": lat.p90,
+                      "whishi": lat.p99, "fliers": [lat.max]})
+        windows.append(list(res.window_medians_ms or ()))
     if stats:
         ax.bxp(stats, showfliers=True, widths=0.4,
                flierprops={"marker": "x", "markeredgecolor": "#b3261e"},
@@ -304,7 +290,7 @@ def _plot_pareto(sweep: dict[str, Any]) -> str:
     cands = sweep.get("candidates") or []
     front_names = set(sweep.get("pareto_front") or [])
     target = (sweep.get("targets") or [None])[0]
-    fig = Figure(figsize=(11, 4.8), layout="constrained")
+    fig = _new_figure(11, 4.8)
     ax_lat, ax_size = fig.subplots(1, 2, sharey=True)
     panels = ((ax_lat, lambda c: (c.get("latency_ms") or {}).get(target),
                f"p50 latency on {target} (ms)"),
@@ -348,85 +334,89 @@ def _plot_pareto(sweep: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- sections
-def _header(report: dict[str, Any]) -> str:
-    final = report.get("final") or {}
-    data = report.get("data") or {}
-    word = "PASS" if report.get("passed") else "FAIL"
+def _header(report: Report) -> str:
+    final, data = report.final, report.data
+    word = "PASS" if report.passed else "FAIL"
     badge = f'<span class="badge {word.lower()}">{word}</span>'
-    drop = _fmt(final.get("accuracy_drop_points"), "{:.2f} points")
+    drop = _fmt(final.accuracy_drop_points, "{:.2f} points")
     facts = [
-        ("Final artefact", str(final.get("artefact"))),
-        ("Held-out accuracy", f"{_pct(final.get('accuracy'))} (float "
-         f"{_pct(final.get('float_accuracy'))}, drop {drop})"),
-        ("Size", f"{_fmt(final.get('bytes'))} bytes ({_kib(final.get('bytes'))} KiB), gzip "
-         f"{_fmt(final.get('gzip_bytes'))} bytes ({_kib(final.get('gzip_bytes'))} KiB)"),
-        ("Full integer", _fmt(final.get("full_integer"))),
-        ("Data", f"{data.get('name')}: {data.get('train_samples')} training / "
-         f"{data.get('heldout_samples')} held-out samples"),
-        ("Run", f"{report.get('created_utc')}, {report.get('seconds')} s, edgekit "
-         f"{report.get('edgekit_version')}"),
+        ("Final artefact", final.artefact),
+        ("Held-out accuracy", f"{_pct(final.accuracy)} (float "
+         f"{_pct(final.float_accuracy)}, drop {drop})"),
+        ("Size", f"{_fmt(final.bytes)} bytes ({_kib(final.bytes)} KiB), gzip "
+         f"{_fmt(final.gzip_bytes)} bytes ({_kib(final.gzip_bytes)} KiB)"),
+        ("Full integer", _fmt(final.full_integer)),
+        ("Data", f"{data.name}: {data.train_samples} training / "
+         f"{data.heldout_samples} held-out samples"),
+        ("Run", f"{report.created_utc}, {report.seconds} s, edgekit "
+         f"{report.edgekit_version}"),
     ]
     dl = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
-    return (f"<header><h1>edgekit report — {html.escape(str(final.get('artefact')))} {badge}"
+    return (f"<header><h1>edgekit report — {html.escape(final.artefact)} {badge}"
             f'</h1>\n<dl class="facts">{dl}</dl></header>')
 
 
-def _model_facts(report: dict[str, Any], targets: list[str]) -> str:
+def _scale(value: float | tuple[float, ...] | int | tuple[int, ...] | None, fmt: str) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, tuple):
+        return f"per-channel ({len(value)})"
+    return fmt.format(value)
+
+
+def _stage_row(e: Entry, targets: list[str]) -> list[Cell]:
+    row: list[Cell] = [e.name, e.artefact, _num(_pct(e.accuracy)), _num(_kib(e.bytes)),
+                       _num(_kib(e.gzip_bytes)), _num(_pct(e.zero_share))]
+    bench = e.bench if isinstance(e, TfliteEntry) else {}
+    for t in targets:
+        if t in bench:
+            lat = bench[t].latency_ms
+            row += [_num(_ms(lat.p50)), _num(_ms(lat.p90))]
+        else:
+            row += [_num(NA), _num(NA)]
+    return row
+
+
+def _model_facts(report: Report, targets: list[str]) -> str:
     headers = ["stage", "artefact", "accuracy", "size KiB", "gzip KiB", "sparsity"]
     for t in targets:
         headers += [f"p50 ms [{t}]", f"p90 ms [{t}]"]
-    rows, classes = [], []
-    for e in report.get("stages", []):
-        row: list[Cell] = [str(e.get("name")), str(e.get("artefact")),
-                           _num(_pct(e.get("accuracy"))), _num(_kib(e.get("bytes"))),
-                           _num(_kib(e.get("gzip_bytes"))), _num(_pct(_sparsity(e)))]
-        for t in targets:
-            if t in (e.get("bench") or {}):
-                lat = _latency(e, t)
-                row += [_num(_ms(lat.get("p50"))), _num(_ms(lat.get("p90")))]
-            else:
-                row += [_num(NA), _num(NA)]
-        rows.append(row)
-        classes.append("final" if e.get("final") else "")
+    rows = [_stage_row(e, targets) for e in report.stages]
+    classes = ["final" if isinstance(e, TfliteEntry) and e.final else "" for e in report.stages]
     out = ["<h2>Model facts</h2>", "<h3>Stages</h3>", _table(headers, rows, classes),
            '<p class="note">The highlighted row is the final artefact; sparsity is the share of '
            "zero weights.</p>"]
-    tfl = _tflites(report)
+    tfl = report.tflite_entries
     if not tfl:
         return "\n".join(out)
     ops: dict[str, dict[str, int]] = {}
     for e in tfl:
-        for o in (e.get("inspection") or {}).get("ops") or []:
-            ops.setdefault(str(o.get("op")), {})[str(e.get("artefact"))] = o.get("count", 0)
+        for o in e.inspection.ops:
+            ops.setdefault(o.op, {})[e.artefact] = o.count
     out += ["<h3>Ops of each .tflite</h3>",
-            _table(["op"] + [str(e.get("artefact")) for e in tfl],
-                   [[op] + [_num(str(counts.get(str(e.get("artefact")), NA))) for e in tfl]
+            _table(["op"] + [e.artefact for e in tfl],
+                   [[op] + [_num(str(counts.get(e.artefact, NA))) for e in tfl]
                     for op, counts in ops.items()])]
     io_rows = []
     for e in tfl:
-        insp = e.get("inspection") or {}
-        for kind in ("inputs", "outputs"):
-            for t in insp.get(kind) or []:
-                io_rows.append([str(e.get("artefact")), kind[:-1], str(t.get("name")),
-                                "×".join(str(d) for d in t.get("shape") or []),
-                                str(t.get("dtype")),
-                                _num(NA if t.get("scale") is None else f"{t['scale']:.6g}"),
-                                _num(NA if t.get("zero_point") is None
-                                     else str(t["zero_point"]))])
+        for kind, tensors in (("input", e.inspection.inputs), ("output", e.inspection.outputs)):
+            for t in tensors:
+                io_rows.append([e.artefact, kind, t.name, "×".join(str(d) for d in t.shape),
+                                t.dtype, _num(_scale(t.scale, "{:.6g}")),
+                                _num(_scale(t.zero_point, "{}"))])
     out += ["<h3>Inputs and outputs</h3>",
             _table(["artefact", "", "tensor", "shape", "dtype", "scale", "zero point"], io_rows),
             '<p class="note">Scale and zero point are the int8 quantization parameters '
             "(real = scale × (q − zero point)); — means not quantized.</p>"]
     for e in tfl:
-        ws = e.get("weight_sparsity") or []
-        if not ws:
+        if not e.weight_sparsity:
             continue
-        rows = [[str(w.get("tensor", "")).split(";")[0], str(w.get("op")),
-                 "×".join(str(d) for d in w.get("shape") or []), str(w.get("dtype")),
-                 _num(_fmt(w.get("params"))), _num(_fmt(w.get("zeros"))),
-                 _num(_pct(w.get("sparsity")))] for w in ws]
-        out += [f"<h3>Zero weights per layer: {html.escape(str(e.get('artefact')))}</h3>",
-                _table(["layer", "op", "shape", "dtype", "params", "zeros", "zero share"], rows)]
+        ws_rows = [[w.tensor.split(";")[0], w.op, "×".join(str(d) for d in w.shape), w.dtype,
+                    _num(_fmt(w.params)), _num(_fmt(w.zeros)), _num(_pct(w.sparsity))]
+                   for w in e.weight_sparsity]
+        out += [f"<h3>Zero weights per layer: {html.escape(e.artefact)}</h3>",
+                _table(["layer", "op", "shape", "dtype", "params", "zeros", "zero share"],
+                       ws_rows)]
     return "\n".join(out)
 
 
@@ -446,75 +436,65 @@ def _notes_section(title: str, notes_list: Iterable[StageNotes]) -> str:
     return "\n".join([f"<h2>{html.escape(title)}</h2>", *parts]) if parts else ""
 
 
-def _get(section: str, key: str) -> Any:
-    """A getter of ``bench[section][key]`` (None when missing)."""
-    return lambda res: (res.get(section) or {}).get(key)
-
-
-def _energy(res: dict[str, Any]) -> str | None:
-    en = res.get("energy")
-    if not en or en.get("mj_per_inference") is None:
+def _energy(res: BenchResult) -> str | None:
+    en = res.energy
+    if en is None or en.mj_per_inference is None:
         return None
-    kind = "measured" if en.get("measured") else "estimate"
-    return f"{en['mj_per_inference']:.4g} mJ ({kind}, {en.get('source')})"
+    kind = "measured" if en.measured else "estimate"
+    return f"{en.mj_per_inference:.4g} mJ ({kind}, {en.source})"
 
 
-_DEVICE_ROWS: tuple[tuple[str, Any], ...] = (
-    ("target kind", _get("target", "kind")), ("host", _get("target", "host")),
-    ("machine", _get("target", "machine")), ("cpu", _get("target", "cpu")),
-    ("cores", _get("target", "cores")), ("os", _get("target", "os")),
-    ("governor", _get("target", "governor")),
-    ("temperature °C", _get("target", "temperature_c")),
-    ("throttled", _get("target", "throttled")),
-    ("interpreter", _get("runtime", "interpreter")), ("version", _get("runtime", "version")),
+_DEVICE_ROWS: tuple[tuple[str, Callable[[BenchResult], Any]], ...] = (
+    ("target kind", lambda r: r.target.kind), ("host", lambda r: r.target.host),
+    ("machine", lambda r: r.target.machine), ("cpu", lambda r: r.target.cpu),
+    ("cores", lambda r: r.target.cores), ("os", lambda r: r.target.os),
+    ("governor", lambda r: r.target.governor),
+    ("temperature °C", lambda r: r.target.temperature_c),
+    ("throttled", lambda r: r.target.throttled),
+    ("interpreter", lambda r: r.runtime.interpreter), ("version", lambda r: r.runtime.version),
     # threads None = the interpreter's default; delegate None = no delegate (both were known).
-    ("threads", lambda r: str((r.get("runtime") or {}).get("threads") or "default")),
-    ("delegate", lambda r: str((r.get("runtime") or {}).get("delegate") or "none")),
-    ("runs / warm-up", lambda r: None if r.get("runs") is None
-     else f"{r['runs']} / {r.get('warmup')}"),
-    ("emulated", lambda r: bool(r.get("emulated"))),
-    ("init ms", lambda r: _ms((r.get("latency_ms") or {}).get("init"))),
-    ("first inference ms", lambda r: _ms((r.get("latency_ms") or {}).get("first"))),
-    ("window CV", lambda r: _fmt((r.get("latency_ms") or {}).get("cv"), "{:.4f}")),
-    ("peak RSS MB", lambda r: _fmt((r.get("memory") or {}).get("peak_rss_mb"), "{:.1f}")),
+    ("threads", lambda r: str(r.runtime.threads or "default")),
+    ("delegate", lambda r: str(r.runtime.delegate or "none")),
+    ("runs / warm-up", lambda r: None if r.runs is None else f"{r.runs} / {r.warmup}"),
+    ("emulated", lambda r: r.emulated),
+    ("init ms", lambda r: _ms(r.latency_ms.init)),
+    ("first inference ms", lambda r: _ms(r.latency_ms.first)),
+    ("window CV", lambda r: _fmt(r.latency_ms.cv, "{:.4f}")),
+    ("peak RSS MB", lambda r: _fmt(r.memory.peak_rss_mb, "{:.1f}")),
     ("energy / inference", _energy),
 )
 
 
-def _device_facts(report: dict[str, Any], targets: list[str]) -> str:
+def _device_facts(report: Report, targets: list[str]) -> str:
     out = ["<h2>Device facts</h2>"]
     if not targets:
         return out[0] + f'\n<p class="note">No bench results: latency {NOT_MEASURED}.</p>'
     for t in targets:
-        benched = [e for e in _tflites(report) if t in (e.get("bench") or {})]
-        results = [e["bench"][t] or {} for e in benched]
-        rows = [[label] + [_fmt(get(r)) for r in results] for label, get in _DEVICE_ROWS]
+        benched = [e for e in report.tflite_entries if t in e.bench]
+        rows = [[label] + [_fmt(get(e.bench[t])) for e in benched] for label, get in _DEVICE_ROWS]
         out += [f"<h3>Target {html.escape(t)}</h3>",
-                _table(["", *(str(e.get("artefact")) for e in benched)], rows)]
+                _table(["", *(e.artefact for e in benched)], rows)]
     return "\n".join(out)
 
 
-def _budgets(report: dict[str, Any]) -> str:
-    budgets = report.get("budgets") or []
+def _budgets(report: Report) -> str:
     out = ["<h2>Budgets</h2>"]
-    if not budgets:
+    if not report.budgets:
         return out[0] + '\n<p class="note">No budgets set.</p>'
     rows = []
-    for b in budgets:
-        if b.get("name") == "require_int8":
+    for b in report.budgets:
+        if b.name == "require_int8":
             limit = "full integer"
-            value = "yes" if b.get("value") else "no"
-            extra = [f"float {what}: {', '.join(map(str, b[key]))}"
-                     for key, what in (("float_ops", "ops"), ("float_io", "I/O")) if b.get(key)]
+            value = "yes" if b.value else "no"
+            extra = [f"float {what}: {', '.join(names)}"
+                     for names, what in ((b.float_ops, "ops"), (b.float_io, "I/O")) if names]
             if extra:
                 value += f" ({'; '.join(extra)})"
         else:
-            unit = str(b.get("unit") or "")
-            limit = f"{b.get('limit')} {unit}".strip()
-            value = NOT_MEASURED if b.get("value") is None else f"{b['value']} {unit}".strip()
-        rows.append([str(b.get("name")), _num(limit), _num(value),
-                     _result(bool(b.get("passed")))])
-    word = "PASS" if report.get("passed") else "FAIL"
+            limit = f"{b.limit} {b.unit}".strip()
+            value = NOT_MEASURED if b.value is None else f"{b.value} {b.unit}".strip()
+        rows.append([b.name, _num(limit), _num(value), _result(b.passed)])
+    word = "PASS" if report.passed else "FAIL"
     out += [_table(["budget", "limit", "value", "result"], rows),
             f'<p>Overall: <span class="{word.lower()}">{word}</span></p>']
     return "\n".join(out)
@@ -562,54 +542,58 @@ def _check(obj: Any, schema: str, what: str) -> None:
         raise InputError(f"{what} must be an {schema!r} dict, got schema {got!r}")
 
 
-def render_html(report: dict[str, Any], sweep: dict[str, Any] | None = None) -> str:
+def render_html(report: Report | dict[str, Any], sweep: dict[str, Any] | None = None) -> str:
     """Renders the report (and optionally a sweep) as one self-contained HTML page.
 
     The inputs are only read, never changed.
 
     Args:
-        report: An ``edgekit.report/1`` dict.
+        report: The report, or its ``edgekit.report/1`` dict.
         sweep: An ``edgekit.sweep/1`` dict; adds the Pareto plot and the candidates table.
 
     Returns:
         The HTML document (inline CSS and SVG; no scripts, no external references).
 
     Raises:
-        InputError: ``report`` or ``sweep`` is not a dict of the expected schema.
+        InputError: ``report`` or ``sweep`` is not of the expected schema (or ``report`` has
+            keys or values an ``edgekit.report/1`` report does not).
     """
-    _check(report, REPORT_SCHEMA, "report")
+    if not isinstance(report, Report):
+        _check(report, REPORT_SCHEMA, "report")
+        report = as_report(report)
     if sweep is not None:
         _check(sweep, SWEEP_SCHEMA, "sweep")
-    targets = _targets(report)
+    targets = list(report.targets)
     ids = _target_ids(targets)
-    final = report.get("final") or {}
+    import matplotlib as mpl
+
     with mpl.rc_context(_RC):
         plots = [_plot_accuracy_size(report)]
         for t in targets:
             plots += [_plot_accuracy_latency(report, t, ids[t]), _plot_latency(report, t, ids[t])]
-        stages = report.get("stages", [])
         body = [_header(report), _model_facts(report, targets),
-                _notes_section("Compression stages", filter(None, map(stage_notes, stages))),
-                _notes_section("Quantization", (n for e in _tflites(report)
+                _notes_section("Compression stages",
+                               filter(None, map(stage_notes, report.stages))),
+                _notes_section("Quantization", (n for e in report.tflite_entries
                                                 for n in conversion_notes(e))),
                 _device_facts(report, targets),
                 _budgets(report), "<h2>Plots</h2>", *plots]
         if sweep is not None:
             body.append(_sweep_section(sweep))
-    title = html.escape(f"edgekit report — {final.get('artefact')}")
+    title = html.escape(f"edgekit report — {report.final.artefact}")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
             + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
 
 
-def write_html(path: str | Path, report: dict[str, Any],
+def write_html(path: str | Path, report: Report | dict[str, Any],
                sweep: dict[str, Any] | None = None) -> Path:
     """Writes :func:`render_html` of the report to ``path`` atomically.
 
     Args:
         path: Destination file (usually ``OUT/report.html``).
-        report: An ``edgekit.report/1`` dict.
+        report: The report, or its ``edgekit.report/1`` dict.
         sweep: An optional ``edgekit.sweep/1`` dict.
 
     Returns:

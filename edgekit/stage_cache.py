@@ -2,10 +2,10 @@
 
 A stage's fingerprint hashes everything that determines its artefact: the model source (name,
 or path + file hash), data, training config, global seed, and every compression stage up to and
-including it, chained. ``ROOT/stages.json`` maps fingerprints to the artefact (relative to ROOT)
-and the stage's report entry. ``edgekit run --resume`` looks stages up in the run folder; a sweep
-shares one cache across its candidates, so the float model is trained once and candidates that
-differ only after a stage reuse everything before it.
+including it, chained. ``ROOT/stages/<fingerprint>.json`` records one finished stage: its
+artefact (relative to ROOT, with its hash) and its report entry. ``edgekit run --resume`` looks
+stages up in the run folder; a sweep shares one cache across its candidates, so the float model
+is trained once and candidates that differ only after a stage reuse everything before it.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.atomicio import atomic_target, write_json
+from edgekit.core.errors import InputError
+from edgekit.report_types import KerasEntry
 
-INDEX = "stages.json"
-SCHEMA = "edgekit.stages/1"
+RECORDS = "stages"  # ROOT/stages/<fingerprint>.json, one record per finished stage
+SCHEMA = "edgekit.stage/1"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -51,56 +53,88 @@ def fingerprint(parent: str, payload: Any) -> str:
 
 
 class StageCache:
-    """The ``stages.json`` index of a folder.
+    """The finished stages recorded under a folder: one ``stages/<fingerprint>.json`` each.
 
-    Lookups see the stages recorded since the cache was made, plus, with ``resume``, those an
-    earlier run left in ``root``. (Within one run, fingerprints are chained, so a fresh run never
-    finds its own stages; a sweep's candidates find each other's.)
+    Every record is its own file, written atomically (temp file + rename), and holds the
+    artefact's path (relative to ``root``), its SHA-256 and the stage's report entry. So two
+    processes can share one cache: neither rewrites the other's records, a reader never sees a
+    half-written one, and a record whose artefact was overwritten since (a later stage config
+    that writes the same file) no longer matches its hash and is ignored.
+
+    Lookups see the stages recorded through this object, plus, with ``resume``, every record in
+    ``root`` (an earlier run's, or another process's). Within one run fingerprints are chained,
+    so a fresh run never finds its own stages; a sweep's candidates find each other's.
 
     Args:
-        root: The folder that holds the index; artefacts are stored relative to it.
-        resume: Start from the index an earlier run wrote (False: start empty).
+        root: The folder that holds ``stages/``; artefacts are stored relative to it.
+        resume: Also see the records already in ``root`` (False: only this object's).
     """
 
     def __init__(self, root: str | os.PathLike[str], resume: bool) -> None:
         self.root = Path(root)
-        self.index: dict[str, dict[str, Any]] = {}
-        path = self.root / INDEX
-        if resume and path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                data = {}
-            if data.get("schema") == SCHEMA:
-                self.index = dict(data.get("stages", {}))
+        self.resume = resume
+        self._mine: set[str] = set()
+
+    def _record_path(self, fp: str) -> Path:
+        if not fp or not all(c in "0123456789abcdefghijklmnopqrstuvwxyz_-" for c in fp):
+            raise ValueError(f"stage fingerprint {fp!r} is not a plain token")
+        return self.root / RECORDS / f"{fp}.json"
 
     def lookup(self, fp: str) -> dict[str, Any] | None:
         """Returns ``{"path": Path, "entry": dict}`` of a finished stage, or None.
 
         Args:
             fp: The stage fingerprint.
-        """
-        if fp not in self.index:
-            return None
-        item = self.index[fp]
-        path = self.root / item["artefact"]
-        if not path.is_file():
-            return None
-        return {"path": path, "entry": item["entry"]}
 
-    def record(self, fp: str, artefact: Path, entry: dict[str, Any]) -> None:
-        """Records a finished stage and rewrites the index atomically.
+        Returns:
+            The stage, or None when it was never recorded (visibly to this cache), its record is
+            unreadable or of another schema, or its artefact is gone or has changed since.
+        """
+        if fp not in self._mine and not self.resume:
+            return None
+        try:
+            record = json.loads(self._record_path(fp).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+            return None
+        path = self.root / str(record.get("artefact", ""))
+        if not path.is_file() or file_sha256(path) != record.get("sha256"):
+            return None
+        return {"path": path, "entry": record.get("entry")}
+
+    def lookup_entry(self, fp: str) -> tuple[Path, KerasEntry] | None:
+        """A finished stage, its entry read back typed.
+
+        Args:
+            fp: The stage fingerprint.
+
+        Returns:
+            (its artefact, its report entry), or None when there is none, its file is gone, or
+            its entry is not a Keras stage entry this version reads (the stage then runs again).
+        """
+        hit = self.lookup(fp)
+        if hit is None:
+            return None
+        try:
+            return hit["path"], KerasEntry.from_dict(hit["entry"], f"stage record {fp}")
+        except InputError:
+            return None
+
+    def record(self, fp: str, artefact: Path, entry: KerasEntry | dict[str, Any]) -> None:
+        """Records a finished stage in its own file (atomically).
 
         Args:
             fp: The stage fingerprint.
             artefact: Its file (inside ``root``).
-            entry: Its report entry.
+            entry: Its report entry (stored as ``to_dict()``).
         """
-        rel = os.path.relpath(artefact, self.root)
-        # The file now holds this stage: entries of earlier configs that wrote it are stale.
-        self.index = {k: v for k, v in self.index.items() if v["artefact"] != rel}
-        self.index[fp] = {"artefact": rel, "entry": entry}
-        write_json(self.root / INDEX, {"schema": SCHEMA, "stages": self.index})
+        stored = entry.to_dict() if isinstance(entry, KerasEntry) else dict(entry)
+        write_json(self._record_path(fp), {
+            "schema": SCHEMA, "fingerprint": fp,
+            "artefact": os.path.relpath(artefact, self.root),
+            "sha256": file_sha256(artefact), "entry": stored})
+        self._mine.add(fp)
 
 
 def place(src: Path, dest: Path) -> Path:

@@ -5,7 +5,7 @@
     OUT/sweep.json                 edgekit.sweep/1: candidates, their figures, the Pareto front
     OUT/report.md, OUT/report.html the comparison (the HTML has the Pareto plot)
     OUT/candidates/<name>/         one full run folder per candidate
-    OUT/stages.json                finished stages shared by the candidates
+    OUT/stages/<fingerprint>.json  finished stages shared by the candidates (one record each)
 
 Candidates share finished stages through one :class:`~edgekit.stage_cache.StageCache`: the float
 model is trained once, and candidates that differ only in conversion reuse the compression.
@@ -21,46 +21,54 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.atomicio import write_json, write_text
+from edgekit.core.errors import InputError
 from edgekit.pipeline import Log, Pipeline, _stderr_log, check_out_dir, prepare_out_dir
 from edgekit.recipe import Recipe
+from edgekit.report_types import Report, as_report
 from edgekit.stage_cache import StageCache
 
 SCHEMA = "edgekit.sweep/1"
 
 
-def candidate_summary(name: str, params: dict[str, Any], run: str, report: dict[str, Any],
-                      targets: tuple[str, ...]) -> dict[str, Any]:
+def candidate_summary(name: str, params: dict[str, Any], run: str,
+                      report: Report | dict[str, Any], targets: tuple[str, ...]) -> dict[str, Any]:
     """The figures of one candidate that the sweep compares.
 
     Args:
         name: Candidate name.
         params: The swept values.
         run: Its run folder, relative to the sweep folder.
-        report: Its ``edgekit.report/1``.
+        report: Its report (or its ``edgekit.report/1`` dict).
         targets: Bench targets.
 
     Returns:
         A JSON-ready dict (latency ``None`` where a target was not measured).
+
+    Raises:
+        InputError: ``report`` is not a report, or has no final ``.tflite`` entry.
     """
-    final_entry = next(e for e in reversed(report["stages"]) if e.get("final"))
+    report = as_report(report, f"report of candidate {name!r}")
+    final_entry = report.final_entry
+    if final_entry is None:
+        raise InputError(f"report of candidate {name!r} has no final .tflite entry")
     latency: dict[str, float | None] = {}
     for t in targets:
-        res = final_entry.get("bench", {}).get(t)
-        latency[t] = None if res is None else res["latency_ms"].get("p50")
-    final = report["final"]
+        res = final_entry.bench.get(t)
+        latency[t] = None if res is None else res.latency_ms.p50
+    final = report.final
     return {
         "name": name,
         "params": params,
         "run": run,
-        "accuracy": final["accuracy"],
-        "float_accuracy": final["float_accuracy"],
-        "accuracy_drop_points": final["accuracy_drop_points"],
-        "bytes": final["bytes"],
-        "gzip_bytes": final["gzip_bytes"],
+        "accuracy": final.accuracy,
+        "float_accuracy": final.float_accuracy,
+        "accuracy_drop_points": final.accuracy_drop_points,
+        "bytes": final.bytes,
+        "gzip_bytes": final.gzip_bytes,
         "latency_ms": latency,
-        "full_integer": final["full_integer"],
-        "passed": report["passed"],
-        "failed_budgets": [b["name"] for b in report["budgets"] if not b["passed"]],
+        "full_integer": final.full_integer,
+        "passed": report.passed,
+        "failed_budgets": list(report.failed_budgets),
     }
 
 
@@ -162,13 +170,13 @@ def run_sweep(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = Non
     write_text(root / "recipe.yaml", recipe.to_yaml())
     # One cache for all candidates: what one candidate finished, the next reuses.
     cache = StageCache(root, resume=resume)
-    reports: dict[str, dict[str, Any]] = {}
+    typed: dict[str, Report] = {}
     summaries = []
     for i, (name, params, cand) in enumerate(candidates):
         log(f"candidate {i + 1}/{len(candidates)}: {name}")
         run_dir = root / "candidates" / name
         report = Pipeline(cand, run_dir, log=log, cache=cache).run()
-        reports[name] = report
+        typed[name] = report
         summaries.append(candidate_summary(name, params, os.path.relpath(run_dir, root), report,
                                            cand.bench.targets))
     targets = list(recipe.bench.targets)
@@ -185,12 +193,12 @@ def run_sweep(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = Non
     }
     write_json(root / "sweep.json", sweep)
     write_text(root / "report.md", render_sweep_markdown(sweep))
-    _write_html(root, sweep, reports)
+    _write_html(root, sweep, typed)
     log(f"sweep: {len(summaries)} candidates, Pareto front {front}; {root / 'report.md'}")
-    return sweep, reports
+    return sweep, {name: report.to_dict() for name, report in typed.items()}
 
 
-def _write_html(root: Path, sweep: dict[str, Any], reports: dict[str, dict[str, Any]]) -> None:
+def _write_html(root: Path, sweep: dict[str, Any], reports: dict[str, Report]) -> None:
     """report.html: the sweep page, built around the most accurate front candidate."""
     from edgekit.report_html import write_html
 

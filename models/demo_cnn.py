@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit._keras import keras
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 from edgekit.models.registry import register
 
 

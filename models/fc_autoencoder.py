@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 
-from edgekit._keras import keras
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 from edgekit.models.registry import Task, register
 
 REFERENCE_INPUT_SHAPE = (640,)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 Builder = Callable[..., Any]
 

@@ -17,8 +17,8 @@ def digits8():
 @pytest.fixture(scope="session")
 def tiny_trained_model(digits8):
     """A small conv net trained for a few epochs on 8x8 digits (about 90 % held-out)."""
-    from edgekit._keras import keras
-    from edgekit.training import fit
+    from edgekit.compress.training import fit
+    from edgekit.core._keras import keras
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))

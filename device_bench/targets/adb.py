@@ -11,41 +11,48 @@ Two ways to run:
   (Termux, a rooted image): the device_bench package is pushed and ``python3 -m device_bench``
   runs under ``taskset``, its JSON fetched with ``adb exec-out cat``.
 
-``adb shell`` joins its arguments into one string for the phone's shell, so every command is an
-argument list quoted element by element (``shlex.join``). The temp folder is removed afterwards,
-also after a failure. :func:`parse_benchmark_model_output` turns the text of a ``benchmark_model``
-run made by hand into the same result dict.
+:class:`AdbTarget` is a :class:`~device_bench.targets.remote.Transport` plus its spec parsing;
+both ways run through :func:`~device_bench.targets.remote.run_remote`, the protocol every remote
+target shares (one exit-status rule: 124 timed out, 137 killed). ``adb shell`` joins its
+arguments into one string for the phone's shell, so every command is an argument list quoted
+element by element (``shlex.join``). The temp folder is removed afterwards, also after a failure
+or a timeout. :func:`parse_benchmark_model_output` turns the text of a ``benchmark_model`` run
+made by hand into the same result dict.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from device_bench.benchmark_model_output import parse_output, to_bench_result
-from device_bench.child_output import (
-    ERROR_PREFIX,
-    WARNING_PREFIX,
-    last_line,
-    relay_warnings,
-)
+from device_bench.child_output import last_line
 from device_bench.errors import BenchInputError, TargetError
-from device_bench.remote_payload import copy_package, timeout_wrapped
+from device_bench.remote_payload import copy_package
 from device_bench.runner import BenchOptions, model_facts
-from device_bench.targets.base import parse_spec_query
+from device_bench.targets.base import TargetKind, parse_spec_query, target_spec_error
+from device_bench.targets.remote import (
+    Completed,
+    Payload,
+    RemoteFile,
+    bench_with_runner,
+    check_input,
+    check_model,
+    check_options,
+    run_remote,
+    runner_argv,
+)
 
 __all__ = [
     "FACTS_SCRIPT",
     "SPEC_FORM",
+    "TARGET_KIND",
     "AdbTarget",
     "cores_mask",
     "parse_benchmark_model_output",
@@ -274,7 +281,7 @@ class AdbTarget:
             BenchInputError: The spec is malformed; the message names it and the expected form.
         """
         def bad(why: str) -> BenchInputError:
-            return BenchInputError(f"adb target {spec!r}: {why}; expected {SPEC_FORM}")
+            return target_spec_error("adb", spec, why, SPEC_FORM)
 
         if not isinstance(spec, str) or not spec.startswith("adb://"):
             raise bad("not an adb:// spec")
@@ -288,6 +295,16 @@ class AdbTarget:
             return cls(serial, **{**options, **kwargs})
         except BenchInputError as e:
             raise bad(str(e)) from e
+
+    @property
+    def spec(self) -> str:
+        """The spec naming this target (without options), as messages name it."""
+        return f"adb://{self.serial}"
+
+    @property
+    def host(self) -> str:
+        """The device's serial (``target.host`` of its results)."""
+        return self.serial
 
     @property
     def mask(self) -> str | None:
@@ -358,21 +375,15 @@ class AdbTarget:
         Returns:
             ``[taskset MASK] env PYTHONPATH=DIR PYTHON -m device_bench --json ... -- MODEL``.
         """
-        return self.pinned([
-            "env", f"PYTHONPATH={remote_dir}", "PYTHONDONTWRITEBYTECODE=1",
-            self.python, "-m", "device_bench",
-            "--json", f"{remote_dir}/result.json",
-            "--target-kind", self.kind,
-            *options.to_argv(),
-            "--", remote_model,
-        ])
+        return self.pinned(runner_argv(remote_dir, remote_model, options, python=self.python,
+                                       kind=self.kind))
 
     def _run(self, cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                                   timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired as e:
-            raise TargetError(f"adb://{self.serial}: {what} did not finish within "
+            raise TargetError(f"{self.spec}: {what} did not finish within "
                               f"{timeout:g} s") from e
         except OSError as e:
             raise TargetError(
@@ -384,18 +395,9 @@ class AdbTarget:
         proc = self._run(cmd, what, timeout or self.command_timeout_s)
         if proc.returncode != 0:
             message = last_line(proc.stderr) or last_line(proc.stdout) or "no message"
-            raise TargetError(f"adb://{self.serial}: {what} failed (exit {proc.returncode}): "
+            raise TargetError(f"{self.spec}: {what} failed (exit {proc.returncode}): "
                               f"{message}")
         return proc.stdout
-
-    def _raise_for_exit(self, returncode: int, what: str, message: str) -> None:
-        """TargetError for a run wrapped in ``timeout`` (exit 124: timed out) that failed."""
-        if returncode == 124:
-            raise TargetError(f"adb://{self.serial}: {what} timed out after "
-                              f"{self.timeout_s:g} s")
-        if returncode != 0:
-            raise TargetError(f"adb://{self.serial}: {what} failed (exit {returncode}): "
-                              f"{message or 'no message'}")
 
     def device_facts(self) -> dict[str, Any]:
         """The ``target`` block, read from the device (model, SoC, Android version, governor).
@@ -409,6 +411,71 @@ class AdbTarget:
         text = self._checked(self.shell_command(["sh", "-c", FACTS_SCRIPT]),
                              "reading the device facts")
         return parse_device_facts(text, serial=self.serial, cores=self.cores)
+
+    # ------------------------------------------------------------------------- the transport
+
+    def make_temp_dir(self) -> str:
+        """Creates ``REMOTE_ROOT/edgekit-XXXXXX`` (the device's ``mktemp -d``).
+
+        Raises:
+            TargetError: adb failed, or mktemp printed no folder.
+        """
+        remote_dir = self._checked(
+            self.shell_command(["mktemp", "-d", f"{self.remote_root}/edgekit-XXXXXX"]),
+            "creating a temp folder").strip()
+        if not remote_dir.startswith("/") or "\n" in remote_dir:
+            raise TargetError(f"{self.spec}: mktemp printed {remote_dir!r}, not a folder")
+        return remote_dir
+
+    def push(self, payload: Payload, remote_dir: str) -> None:
+        """``adb push`` of the package (when asked) and each file; ``chmod 755`` executables.
+
+        Raises:
+            TargetError: adb failed.
+        """
+        if payload.package:
+            with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as stage:
+                package = copy_package(stage)
+                self._checked(self.adb_command("push", str(package), f"{remote_dir}/"),
+                              "pushing the device_bench package")
+        for f in payload.files:
+            remote = f"{remote_dir}/{f.name}"
+            self._checked(self.adb_command("push", os.fspath(f.source), remote),
+                          f"pushing {f.name}")
+            if f.executable:
+                self._checked(self.shell_command(["chmod", "755", remote]),
+                              f"making {f.name} executable")
+
+    def execute(self, argv: list[str], what: str, timeout_s: float) -> Completed:
+        """``adb shell`` of ``argv`` (quoted).
+
+        Returns:
+            Its outcome, whatever its exit status.
+
+        Raises:
+            TargetError: adb is missing, or the run outlived ``timeout_s`` on this side.
+        """
+        proc = self._run(self.shell_command(argv), what, timeout_s)
+        return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+    def pull(self, remote_path: str) -> str:
+        """The text of a file on the device (``adb exec-out cat``).
+
+        Raises:
+            TargetError: adb or cat failed.
+        """
+        return self._checked(self.adb_command("exec-out", shlex.join(["cat", remote_path])),
+                             "fetching the result")
+
+    def remove_dir(self, remote_dir: str) -> None:
+        """``rm -rf`` of a temp folder on the device.
+
+        Raises:
+            TargetError: adb or rm failed.
+        """
+        self._checked(self.shell_command(["rm", "-rf", remote_dir]), "removing the temp folder")
+
+    # ------------------------------------------------------------------------- the benchmark
 
     def bench(self, model_path: str, options: BenchOptions) -> dict[str, Any]:
         """Benchmarks a model on the device.
@@ -424,101 +491,57 @@ class AdbTarget:
         Raises:
             BenchInputError: The model, the benchmark_model binary or the input file is missing,
                 an option does not apply, or the device's runner rejected its input (exit 2).
-            TargetError: adb is missing or cannot reach the device, or the run failed, timed out
-                or printed no result.
+            TargetError: adb is missing or cannot reach the device, or the run failed, timed
+                out, was killed or printed no result.
         """
-        if not isinstance(options, BenchOptions):
-            raise BenchInputError(f"options must be BenchOptions, got {type(options).__name__}")
-        model = Path(os.fspath(model_path))
-        if not model.is_file():
-            raise BenchInputError(f"model {os.fspath(model_path)!r} does not exist; expected a "
-                                  ".tflite file")
+        options = check_options(options)
+        model = check_model(model_path)
         if self.benchmark_model is not None:
             if not Path(self.benchmark_model).is_file():
                 raise BenchInputError(f"benchmark_model {self.benchmark_model!r} does not exist; "
                                       "expected the tool's binary built for the device")
             _check_tool_options(options)
-        if options.input_path is not None and not Path(options.input_path).is_file():
-            raise BenchInputError(f"input file {options.input_path!r} does not exist; expected an "
-                                  ".npy or .npz file")
+        check_input(options)
         if shutil.which(self.adb) is None:
             raise TargetError(f"adb ({self.adb!r}) not found; install the Android platform-tools "
                               "(apt-get install adb) or pass adb=/path/to/adb")
         facts = self.device_facts()
-        remote_dir = self._checked(
-            self.shell_command(["mktemp", "-d", f"{self.remote_root}/edgekit-XXXXXX"]),
-            "creating a temp folder").strip()
-        if not remote_dir.startswith("/") or "\n" in remote_dir:
-            raise TargetError(f"adb://{self.serial}: mktemp printed {remote_dir!r}, not a folder")
-        try:
-            if self.benchmark_model is not None:
-                result = self._bench_tool(self.benchmark_model, model, remote_dir, options)
-            else:
-                result = self._bench_python(model, remote_dir, options)
-        finally:
-            try:
-                self._checked(self.shell_command(["rm", "-rf", remote_dir]),
-                              "removing the temp folder")
-            except TargetError as e:
-                print(f"{WARNING_PREFIX}{e}", file=sys.stderr)
+        if self.benchmark_model is not None:
+            result = self._bench_tool(self.benchmark_model, model, model_path, options)
+        else:
+            result = bench_with_runner(self, model_path, options, python=self.python,
+                                       kind=self.kind, timeout_s=self.timeout_s,
+                                       command=self.pinned)
         result["model"]["path"] = os.fspath(model_path)
         result["target"] = {**facts, **{k: v for k, v in result.get("target", {}).items()
                                         if facts.get(k) is None and v is not None}}
         result["target"].update(kind=self.kind, host=self.serial)
         return result
 
-    def _bench_tool(self, tool: str, model: Path, remote_dir: str,
+    def _bench_tool(self, tool: str, model: Path, model_path: str,
                     options: BenchOptions) -> dict[str, Any]:
-        remote_model = f"{remote_dir}/{model.name}"
-        remote_bin = f"{remote_dir}/benchmark_model"
-        self._checked(self.adb_command("push", os.fspath(model), remote_model), "pushing the model")
-        self._checked(self.adb_command("push", tool, remote_bin),
-                      "pushing benchmark_model")
-        self._checked(self.shell_command(["chmod", "755", remote_bin]),
-                      "making benchmark_model executable")
-        argv = timeout_wrapped(self.timeout_s,
-                               self.benchmark_model_argv(remote_bin, remote_model, options))
-        proc = self._run(self.shell_command(argv), "benchmark_model", self.timeout_s + 15)
-        text = f"{proc.stdout}\n{proc.stderr}"
-        self._raise_for_exit(proc.returncode, "benchmark_model", last_line(text))
+        payload = Payload((RemoteFile(model.name, model),
+                           RemoteFile("benchmark_model", Path(tool), executable=True)),
+                          package=False)
+
+        def build(remote_dir: str) -> list[str]:
+            return self.benchmark_model_argv(f"{remote_dir}/benchmark_model",
+                                             f"{remote_dir}/{model.name}", options)
+
+        out = run_remote(self, payload, build, what=f"benchmark_model run of {model_path!r}",
+                         timeout_s=self.timeout_s)
         try:
-            parsed = parse_output(text)
+            parsed = parse_output(f"{out.proc.stdout}\n{out.proc.stderr}")
         except BenchInputError as e:
-            raise TargetError(f"adb://{self.serial}: {e}") from e
+            raise TargetError(f"{self.spec}: {e}") from e
         return to_bench_result(parsed, model=model_facts(model), kind=self.kind)
 
-    def _bench_python(self, model: Path, remote_dir: str,
-                      options: BenchOptions) -> dict[str, Any]:
-        remote_model = f"{remote_dir}/{model.name}"
-        with tempfile.TemporaryDirectory(prefix="edgekit-adb-") as stage:
-            package = copy_package(stage)
-            self._checked(self.adb_command("push", str(package), f"{remote_dir}/"),
-                          "pushing the device_bench package")
-        self._checked(self.adb_command("push", os.fspath(model), remote_model), "pushing the model")
-        remote_options = options
-        if options.input_path is not None:
-            remote_input = f"{remote_dir}/input{Path(options.input_path).suffix}"
-            self._checked(self.adb_command("push", options.input_path, remote_input),
-                          "pushing the input file")
-            remote_options = dataclasses.replace(options, input_path=remote_input)
-        argv = timeout_wrapped(self.timeout_s,
-                               self.python_argv(remote_dir, remote_model, remote_options))
-        proc = self._run(self.shell_command(argv), "the Python runner", self.timeout_s + 15)
-        relay_warnings(proc.stderr)
-        message = last_line(proc.stderr).removeprefix(ERROR_PREFIX).replace(
-            remote_model, os.fspath(model))
-        if proc.returncode == 2:
-            raise BenchInputError(message or "bad input (exit 2)")
-        self._raise_for_exit(proc.returncode, f"the Python runner ({self.python})", message)
-        text = self._checked(self.adb_command("exec-out", shlex.join(
-            ["cat", f"{remote_dir}/result.json"])), "fetching the result")
-        try:
-            result = json.loads(text)
-        except ValueError as e:
-            raise TargetError(f"adb://{self.serial}: the Python runner wrote no valid JSON: "
-                              f"{e}") from e
-        if not isinstance(result, dict) or not isinstance(result.get("model"), dict):
-            raise TargetError(f"adb://{self.serial}: the runner's JSON is not a bench result")
-        if isinstance(result.get("options"), dict):
-            result["options"]["input_path"] = options.input_path
-        return result
+
+TARGET_KIND = TargetKind(
+    name="adb",
+    scheme="adb://",
+    spec_form="adb://SERIAL",
+    from_spec=AdbTarget.from_spec,
+    example="adb://192.168.1.20:5555?cores=4-7",
+    order=20,
+)

@@ -17,8 +17,9 @@ from typing import Any
 from device_bench.child_output import ERROR_PREFIX, last_line, relay_warnings
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.runner import BenchOptions
+from device_bench.targets.base import TargetKind, target_spec_error
 
-__all__ = ["LocalTarget"]
+__all__ = ["TARGET_KIND", "LocalTarget"]
 
 # The folder that holds the device_bench package, so the child imports this very copy.
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
@@ -42,6 +43,24 @@ class LocalTarget:
             raise BenchInputError(f"timeout_s must be a number > 0, got {timeout_s!r}")
         self.timeout_s = float(timeout_s)
         self.python = python or sys.executable
+
+    @classmethod
+    def from_spec(cls, spec: str, **kwargs: Any) -> LocalTarget:
+        """Builds the target from ``local`` (it takes no options).
+
+        Args:
+            spec: The target spec.
+            **kwargs: Constructor arguments (``timeout_s``, ``python``).
+
+        Returns:
+            The target.
+
+        Raises:
+            BenchInputError: The spec is not exactly ``local``.
+        """
+        if spec != "local":
+            raise target_spec_error("local", spec, "takes no options", "local")
+        return cls(**kwargs)
 
     def command(self, model_path: str, options: BenchOptions, json_out: str) -> list[str]:
         """The child's argument list (never a shell string).
@@ -120,3 +139,13 @@ class LocalTarget:
         if not isinstance(result, dict):
             raise TargetError(f"local benchmark of {model_path!r} wrote JSON that is not an object")
         return result
+
+
+TARGET_KIND = TargetKind(
+    name="local",
+    scheme="local",
+    spec_form="local",
+    from_spec=LocalTarget.from_spec,
+    example="local",
+    order=0,
+)

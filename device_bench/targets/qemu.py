@@ -51,8 +51,10 @@ from device_bench.errors import BenchInputError, TargetError
 from device_bench.insn_plugin import PluginBuild, ensure_plugin
 from device_bench.remote_payload import copy_package
 from device_bench.runner import BenchOptions
+from device_bench.targets.base import TargetKind
 
-__all__ = ["SPEC_PREFIX", "OutputCheck", "QemuTarget", "compare_outputs", "per_inference"]
+__all__ = ["SPEC_PREFIX", "TARGET_KIND", "OutputCheck", "QemuTarget", "compare_outputs",
+           "per_inference"]
 
 SPEC_PREFIX = "qemu-aarch64"
 _ERROR_PREFIXES = (ERROR_PREFIX, "device_bench.insn_probe: error: ")
@@ -501,3 +503,14 @@ class QemuTarget:
         result["emulated"] = True
         result["arm"] = arm
         return result
+
+
+TARGET_KIND = TargetKind(
+    name="qemu",
+    scheme=SPEC_PREFIX,
+    spec_form=f"{SPEC_PREFIX}[:CPU]",
+    from_spec=QemuTarget.from_spec,
+    example=f"{SPEC_PREFIX}:cortex-a72",
+    emulated=True,
+    order=30,
+)

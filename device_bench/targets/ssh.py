@@ -1,58 +1,55 @@
 """The ssh target: benchmark on a board reached with the system's OpenSSH client.
 
 ``ssh://[USER@]HOST[:PORT][?python=/usr/bin/python3]``. The system ``ssh`` is used, so
-``~/.ssh/config`` (aliases, ``IdentityFile``, ``ProxyJump``), the agent and ``known_hosts`` all
-apply. ``BatchMode=yes`` (never a password prompt) and ``ConnectTimeout`` are set; host-key
-checking is never turned off: an unknown host key is an error that says how to add it.
+``~/.ssh/config`` (aliases, ``IdentityFile``, ``ProxyJump``, ``ControlMaster``), the agent and
+``known_hosts`` all apply. ``BatchMode=yes`` (never a password prompt) and ``ConnectTimeout`` are
+set; host-key checking is never turned off: an unknown host key is an error that says how to add
+it.
 
-One run, in three ssh connections: ``mktemp -d`` and ``tar -x`` of the device_bench package and
-the model (fed on stdin); ``python3 -m device_bench --json OUT ... -- MODEL`` with ``PYTHONPATH``
-on the unpacked package, under the board's ``timeout`` when it has one; ``cat OUT`` and
-``rm -rf`` of the temp folder. After a failure or a timeout a fourth one still removes the
-folder. ssh hands the remote command to a shell as one string, so every command is built as an
-argument list and each element is quoted (``shlex.join``): a file name such as
-``a b; $(rm -rf ~).tflite`` stays one harmless argument.
+:class:`SSHTarget` is a :class:`~device_bench.targets.remote.Transport` plus its spec parsing;
+the run itself is :func:`~device_bench.targets.remote.bench_with_runner`, the protocol every
+remote target shares. One run is five ssh connections: ``mktemp -d``; ``tar -x`` of the
+device_bench package and the model (fed on stdin); ``python3 -m device_bench --json OUT ... --
+MODEL`` with ``PYTHONPATH`` on the unpacked package, under the board's ``timeout``; ``cat OUT``;
+``rm -rf`` of the temp folder, also after a failure or a timeout. (A ``ControlMaster`` in
+``~/.ssh/config`` or ``ssh_options`` makes the short ones nearly free.) ssh hands the remote
+command to a shell as one string, so every command is built as an argument list and each
+element is quoted (``shlex.join``): a file name such as ``a b; $(rm -rf ~).tflite`` stays one
+harmless argument.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
-from device_bench.child_output import (
-    ERROR_PREFIX,
-    WARNING_PREFIX,
-    last_line,
-    relay_warnings,
-)
+from device_bench.child_output import last_line
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import build_tar, timeout_wrapped
 from device_bench.runner import BenchOptions
-from device_bench.targets.base import parse_spec_query
+from device_bench.targets.base import TargetKind, parse_spec_query, target_spec_error
+from device_bench.targets.remote import (
+    GRACE_S,
+    Completed,
+    Payload,
+    bench_with_runner,
+    runner_argv,
+)
 
-__all__ = ["SPEC_FORM", "SSHTarget"]
+__all__ = ["SPEC_FORM", "TARGET_KIND", "SSHTarget"]
 
 SPEC_FORM = "ssh://[USER@]HOST[:PORT][?python=PATH]"
 _QUERY_KEYS = ("python",)
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:%\[\]-]+$")
 _USER_RE = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9._@-]*$")
-_GRACE_S = 15.0
 # Fixed scripts (no variable part pasted in; paths arrive as quoted positional arguments).
-# Makes the temp folder, prints it, and unpacks the tar arriving on stdin into it.
-_SETUP_SCRIPT = (
-    'd=$(mktemp -d -t edgekit.XXXXXXXX) || exit 1; printf "%s\\n" "$d"; '
-    'exec tar -x -f - -C "$d"'
-)
-# Prints the result file ($1), then removes the temp folder ($2).
-_FETCH_SCRIPT = 'cat -- "$1"; s=$?; rm -rf -- "$2"; exit $s'
+# Makes the temp folder and prints it.
+_MKTEMP_SCRIPT = 'd=$(mktemp -d -t edgekit.XXXXXXXX) || exit 1; printf "%s\\n" "$d"'
+# Unpacks the tar arriving on stdin into the folder $1.
+_UNTAR_SCRIPT = 'exec tar -x -f - -C "$1"'
 _SSH_FAILED = 255
 
 
@@ -151,7 +148,7 @@ class SSHTarget:
             BenchInputError: The spec is malformed; the message names it and the expected form.
         """
         def bad(why: str) -> BenchInputError:
-            return BenchInputError(f"ssh target {spec!r}: {why}; expected {SPEC_FORM}")
+            return target_spec_error("ssh", spec, why, SPEC_FORM)
 
         if not isinstance(spec, str) or not spec.startswith("ssh://"):
             raise bad("not an ssh:// spec")
@@ -216,14 +213,9 @@ class SSHTarget:
         Returns:
             ``sh -c WRAPPER sh SECONDS env PYTHONPATH=DIR PYTHON -m device_bench ...``.
         """
-        return timeout_wrapped(self.timeout_s, [
-            "env", f"PYTHONPATH={remote_dir}", "PYTHONDONTWRITEBYTECODE=1",
-            self.python, "-m", "device_bench",
-            "--json", f"{remote_dir}/result.json",
-            "--target-kind", self.kind,
-            *options.to_argv(),
-            "--", f"{remote_dir}/{model_name}",
-        ])
+        return timeout_wrapped(self.timeout_s, runner_argv(
+            remote_dir, f"{remote_dir}/{model_name}", options, python=self.python,
+            kind=self.kind))
 
     def _ssh(self, remote_argv: list[str], what: str, timeout: float,
              stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -275,61 +267,76 @@ class SSHTarget:
             )
         return proc.stdout.decode("utf-8", "replace")
 
-    def _run_error(self, proc: subprocess.CompletedProcess[bytes], model_path: str,
-                   remote_model: str) -> Exception:
-        stderr = proc.stderr.decode("utf-8", "replace")
-        last = last_line(stderr)
-        # The board's messages name its copy of the model: name the user's file instead.
-        message = last.removeprefix(ERROR_PREFIX).replace(remote_model, model_path)
-        rc = proc.returncode
-        if rc == _SSH_FAILED:
-            return self._connection_error(stderr, "the benchmark")
-        if rc == 124:
-            return TargetError(
-                f"{self.spec}: benchmark of {model_path!r} timed out after {self.timeout_s:g} s"
-            )
-        if rc == 137:
-            return TargetError(
-                f"{self.spec}: benchmark of {model_path!r} was killed (SIGKILL: it outlived the "
-                f"{self.timeout_s:g} s timeout, or the board ran out of memory)"
-            )
-        missing = re.search(r"No module named '([^']+)'", stderr)
-        if missing and missing.group(1).split(".")[0] == "numpy":
-            return TargetError(
-                f"{self.spec}: the board's {self.python} lacks numpy; pip install numpy "
-                f"ai-edge-litert on {self.host} (or pass ?python= for another interpreter)"
-            )
-        if missing:
-            return TargetError(
-                f"{self.spec}: the board's {self.python} cannot import {missing.group(1)!r}: "
-                f"{message}"
-            )
-        if rc in (126, 127):
-            return TargetError(
-                f"{self.spec}: the board cannot run {self.python!r} (exit {rc}: "
-                f"{message or 'not found'}); install Python 3 with numpy on {self.host}, or "
-                "pass ?python=/path/to/python3"
-            )
-        if "no TFLite interpreter found" in message:
-            return TargetError(
-                f"{self.spec}: the board's {self.python} has no TFLite interpreter; pip install "
-                f"ai-edge-litert (or tflite-runtime) on {self.host}"
-            )
-        if rc == 2:
-            return BenchInputError(message or "bad input (exit 2)")
-        return TargetError(
-            f"{self.spec}: benchmark of {model_path!r} failed (exit {rc}): "
-            f"{message or 'no message'}"
-        )
+    # ------------------------------------------------------------------------- the transport
 
-    def _cleanup(self, remote_dir: str) -> None:
-        try:
-            proc = self._ssh(["rm", "-rf", "--", remote_dir], "removing the temp folder",
-                             self.connect_timeout_s + _GRACE_S)
-            self._checked(proc, "removing the temp folder")
-        except TargetError as e:
-            print(f"{WARNING_PREFIX}{remote_dir} was not removed from the board: {e}",
-                  file=sys.stderr)
+    @property
+    def _short_s(self) -> float:
+        return self.connect_timeout_s + GRACE_S
+
+    def make_temp_dir(self) -> str:
+        """Creates ``/tmp/edgekit.XXXXXXXX`` (the board's ``mktemp -d``) and returns its path.
+
+        Raises:
+            TargetError: ssh failed, or mktemp printed no such folder.
+        """
+        self.last_remote_dir = None
+        text = self._checked(self._ssh(["sh", "-c", _MKTEMP_SCRIPT], "creating a temp folder",
+                                       self._short_s), "creating a temp folder")
+        first = text.partition("\n")[0].strip()
+        if not first.startswith("/") or "/edgekit." not in first:
+            raise TargetError(f"{self.spec}: mktemp -d printed {first!r}, not a folder")
+        self.last_remote_dir = first
+        return first
+
+    def push(self, payload: Payload, remote_dir: str) -> None:
+        """Sends the payload as one tar stream, unpacked into ``remote_dir`` by the board's tar.
+
+        Raises:
+            BenchInputError: A payload file cannot be read.
+            TargetError: ssh or tar failed.
+        """
+        data = build_tar({f.name: f.source for f in payload.files}, package=payload.package,
+                         executable=[f.name for f in payload.files if f.executable])
+        proc = self._ssh(["sh", "-c", _UNTAR_SCRIPT, "sh", remote_dir], "the upload",
+                         self._short_s + len(data) / 1e6, stdin=data)  # at least 1 MB/s
+        self._checked(proc, "the upload")
+
+    def execute(self, argv: list[str], what: str, timeout_s: float) -> Completed:
+        """Runs ``argv`` on the board.
+
+        Returns:
+            Its outcome, whatever its exit status.
+
+        Raises:
+            TargetError: ssh itself failed (exit 255: connection, host key, authentication), or
+                the run outlived ``timeout_s`` on this side.
+        """
+        proc = self._ssh(argv, what, timeout_s)
+        stderr = proc.stderr.decode("utf-8", "replace")
+        if proc.returncode == _SSH_FAILED:
+            raise self._connection_error(stderr, what)
+        return Completed(proc.returncode, proc.stdout.decode("utf-8", "replace"), stderr)
+
+    def pull(self, remote_path: str) -> str:
+        """The text of a file on the board (``cat``).
+
+        Raises:
+            TargetError: ssh or cat failed.
+        """
+        proc = self._ssh(["cat", "--", remote_path], "fetching the result", self._short_s)
+        return self._checked(proc, "fetching the result")
+
+    def remove_dir(self, remote_dir: str) -> None:
+        """``rm -rf`` of a temp folder on the board.
+
+        Raises:
+            TargetError: ssh or rm failed.
+        """
+        proc = self._ssh(["rm", "-rf", "--", remote_dir], "removing the temp folder",
+                         self._short_s)
+        self._checked(proc, "removing the temp folder")
+
+    # ------------------------------------------------------------------------- the benchmark
 
     def bench(self, model_path: str, options: BenchOptions) -> dict[str, Any]:
         """Benchmarks a model on the board.
@@ -348,62 +355,17 @@ class SSHTarget:
                 its input (exit 2).
             TargetError: ssh could not connect (unknown host key, refused, timed out,
                 authentication), the board lacks Python/numpy/an interpreter, or the run failed,
-                timed out, or wrote no JSON.
+                timed out, was killed, or wrote no JSON.
         """
-        if not isinstance(options, BenchOptions):
-            raise BenchInputError(f"options must be BenchOptions, got {type(options).__name__}")
-        model = Path(os.fspath(model_path))
-        if not model.is_file():
-            raise BenchInputError(f"model {os.fspath(model_path)!r} does not exist; expected a "
-                                  ".tflite file")
-        extra = {model.name: model}
-        remote_options = options
-        if options.input_path is not None:
-            source = Path(options.input_path)
-            if not source.is_file():
-                raise BenchInputError(f"input file {options.input_path!r} does not exist; "
-                                      "expected an .npy or .npz file")
-            input_name = "input" + "".join(source.suffixes[-1:])
-            extra[input_name] = source
-        payload = build_tar(extra)
-        short = self.connect_timeout_s + _GRACE_S
+        return bench_with_runner(self, model_path, options, python=self.python, kind=self.kind,
+                                 timeout_s=self.timeout_s)
 
-        upload = self._ssh(["sh", "-c", _SETUP_SCRIPT], "the upload",
-                           short + len(payload) / 1e6, stdin=payload)  # at least 1 MB/s
-        first = upload.stdout.decode("utf-8", "replace").partition("\n")[0].strip()
-        remote_dir = first if first.startswith("/") and "/edgekit." in first else None
-        self.last_remote_dir = remote_dir
-        removed = False
-        try:
-            self._checked(upload, "the upload")
-            if remote_dir is None:
-                raise TargetError(f"{self.spec}: mktemp -d printed {first!r}, not a folder")
-            if options.input_path is not None:
-                remote_options = dataclasses.replace(
-                    options, input_path=f"{remote_dir}/{input_name}")
-            proc = self._ssh(self.run_command(remote_dir, model.name, remote_options),
-                             f"the benchmark of {os.fspath(model_path)!r}",
-                             self.timeout_s + _GRACE_S)
-            relay_warnings(proc.stderr.decode("utf-8", "replace"))
-            if proc.returncode != 0:
-                raise self._run_error(proc, os.fspath(model_path),
-                                      f"{remote_dir}/{model.name}")
-            fetch = self._ssh(["sh", "-c", _FETCH_SCRIPT, "sh", f"{remote_dir}/result.json",
-                               remote_dir], "fetching the result", short)
-            removed = fetch.returncode != _SSH_FAILED  # the script ran, and removed the folder
-            text = self._checked(fetch, "fetching the result")
-        finally:
-            if remote_dir is not None and not removed:
-                self._cleanup(remote_dir)
-        try:
-            result = json.loads(text)
-        except ValueError as e:
-            raise TargetError(f"{self.spec}: the benchmark wrote no valid JSON result: {e}") from e
-        if not isinstance(result, dict) or not isinstance(result.get("model"), dict):
-            raise TargetError(f"{self.spec}: the benchmark's JSON is not a bench result")
-        result["model"]["path"] = os.fspath(model_path)
-        if isinstance(result.get("target"), dict):
-            result["target"]["host"] = self.host
-        if isinstance(result.get("options"), dict):
-            result["options"]["input_path"] = options.input_path
-        return result
+
+TARGET_KIND = TargetKind(
+    name="ssh",
+    scheme="ssh://",
+    spec_form="ssh://USER@HOST[:PORT]",
+    from_spec=SSHTarget.from_spec,
+    example="ssh://pi@raspberrypi.local:22?python=python3",
+    order=10,
+)

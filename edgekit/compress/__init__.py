@@ -1,22 +1,34 @@
 """Compression stages: pruning, quantization-aware training, distillation, low-rank factorization.
 
-Recipes name a stage by ``class_name``; :func:`stage_from_dict` builds it and rejects unknown
-names or config keys with a message that lists the known ones.
+Every module of this package is imported here, and each stage registers itself in its own module
+(:mod:`edgekit.compress.registry`), so a new stage is one new file. Recipes name a stage by
+``class_name``; :func:`stage_from_dict` builds it and rejects unknown names or config keys with a
+message that lists the known ones. Importing this package does not load TensorFlow.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import pkgutil
 
 from edgekit.compress.base import SerializableStage, Stage, StageResult, kernel_sparsity
-from edgekit.compress.distill import Distill
-from edgekit.compress.lowrank import LowRank
-from edgekit.compress.prune import Prune
-from edgekit.compress.qat import QAT
-from edgekit.errors import InputError
+from edgekit.compress.registry import (
+    StageInfo,
+    get_stage,
+    stage_from_dict,
+    stage_infos,
+    stage_names,
+)
 
-STAGES: dict[str, type[SerializableStage]] = {"Prune": Prune, "QAT": QAT, "Distill": Distill,
-                                              "LowRank": LowRank}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from edgekit.compress.distill import Distill  # noqa: E402  (registered by the loop above)
+from edgekit.compress.lowrank import LowRank  # noqa: E402
+from edgekit.compress.prune import Prune  # noqa: E402
+from edgekit.compress.qat import QAT  # noqa: E402
+
+STAGES: dict[str, type[SerializableStage]] = {info.name: info.cls for info in stage_infos()}
 
 __all__ = [
     "QAT",
@@ -25,32 +37,11 @@ __all__ = [
     "LowRank",
     "Prune",
     "Stage",
+    "StageInfo",
     "StageResult",
+    "get_stage",
     "kernel_sparsity",
     "stage_from_dict",
+    "stage_infos",
+    "stage_names",
 ]
-
-
-def stage_from_dict(entry: Any) -> Any:
-    """Builds a stage from ``{"class_name": ..., "config": {...}}``.
-
-    Args:
-        entry: The recipe entry.
-
-    Returns:
-        The stage object.
-
-    Raises:
-        InputError: Not a mapping, unknown class_name or keys, or invalid config values.
-    """
-    if not isinstance(entry, dict) or "class_name" not in entry:
-        raise InputError(
-            f"a stage must be a mapping {{class_name, config}}, got {entry!r}"
-        )
-    unknown = sorted(set(entry) - {"class_name", "config"})
-    if unknown:
-        raise InputError(f"unknown key(s) {unknown} in stage; known keys: class_name, config")
-    name = entry["class_name"]
-    if name not in STAGES:
-        raise InputError(f"unknown stage {name!r}; known stages: {', '.join(STAGES)}")
-    return STAGES[name].from_config(entry.get("config") or {})

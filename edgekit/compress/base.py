@@ -11,10 +11,15 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from edgekit._keras import keras
+from edgekit.compress.distillation import DistillConfig, fit_distilled, load_teacher
+from edgekit.compress.training import fit
+from edgekit.core._keras import keras
+from edgekit.core.checks import checked_kwargs
+from edgekit.core.errors import InputError
 from edgekit.data import Dataset
-from edgekit.errors import InputError
-from edgekit.training import checked_kwargs, fit
+
+# The training fields every fine-tuning stage has (Prune, QAT, LowRank).
+TRAINING_FIELDS = ("epochs", "learning_rate", "batch_size", "augment_shift", "seed")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class SerializableStage:
         """Trains ``model`` on the training split with the stage's own training fields.
 
         A stage with a ``distill`` field set (``{teacher, temperature, alpha, feature_layer}``)
-        trains with the distillation loss instead (see :mod:`edgekit.compress.distill`); the
+        trains with the distillation loss instead (see :mod:`edgekit.compress.distillation`); the
         callbacks (tfmot's ``UpdatePruningStep``) run the same way.
 
         Args:
@@ -87,13 +92,9 @@ class SerializableStage:
         Raises:
             InputError: A bad ``distill`` mapping or teacher.
         """
-        # The training fields every fine-tuning stage has (Prune, QAT, LowRank).
-        training = {key: getattr(self, key) for key in
-                    ("epochs", "learning_rate", "batch_size", "augment_shift", "seed")}
+        training = {key: getattr(self, key) for key in TRAINING_FIELDS}
         distill = getattr(self, "distill", None)
         if distill is not None:
-            from edgekit.compress.distill import DistillConfig, fit_distilled, load_teacher
-
             name = type(self).class_name
             config = DistillConfig.from_dict(distill, f"{name} distill")
             return fit_distilled(
@@ -108,11 +109,9 @@ class SerializableStage:
         """Validates the stage's ``distill`` mapping, if it has one, when the stage is built.
 
         Raises:
-            InputError: Unknown keys or bad values (see ``edgekit.compress.distill``).
+            InputError: Unknown keys or bad values (see ``edgekit.compress.distillation``).
         """
         if getattr(self, "distill", None) is not None:
-            from edgekit.compress.distill import DistillConfig
-
             DistillConfig.from_dict(self.distill, f"{self.class_name} distill")  # type: ignore[attr-defined]
 
     @classmethod

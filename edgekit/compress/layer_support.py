@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit._keras import keras, tf
 from edgekit.compress.base import SerializableStage
-from edgekit.errors import InputError
+from edgekit.core._keras import keras, tf
+from edgekit.core.checks import check_keys
+from edgekit.core.errors import InputError
 
 __all__ = [
     "LayerDecision",
@@ -159,14 +160,7 @@ class LayerFilter:
     @classmethod
     def from_dict(cls, config: Any, where: str) -> LayerFilter:
         """Builds a filter from ``{names, regex, types}``; InputError on unknown keys."""
-        if not isinstance(config, dict):
-            raise InputError(f"{where} must be a mapping of {', '.join(_FILTER_KEYS)}, "
-                             f"got {config!r}")
-        unknown = sorted(set(config) - set(_FILTER_KEYS))
-        if unknown:
-            raise InputError(
-                f"unknown key(s) {unknown} in {where}; known keys: {', '.join(_FILTER_KEYS)}"
-            )
+        config = check_keys(config, _FILTER_KEYS, where)
         try:
             return cls(**config)
         except InputError as e:
@@ -229,15 +223,7 @@ class LayerSelection:
             return cls()
         if isinstance(config, LayerSelection):
             return config
-        if not isinstance(config, dict):
-            raise InputError(
-                "layers must be a mapping {names, regex, types, exclude}, got "
-                f"{type(config).__name__}"
-            )
-        known = (*_FILTER_KEYS, "exclude")
-        unknown = sorted(set(config) - set(known))
-        if unknown:
-            raise InputError(f"unknown key(s) {unknown} in layers; known keys: {', '.join(known)}")
+        config = check_keys(config, (*_FILTER_KEYS, "exclude"), "layers")
         include = LayerFilter.from_dict({k: v for k, v in config.items() if k != "exclude"},
                                         "layers")
         exclude = LayerFilter.from_dict(config.get("exclude") or {}, "layers.exclude")
@@ -360,12 +346,12 @@ def prunable_weights(layer: keras.layers.Layer) -> tuple[list[Any], str | None]:
         PruneRegistry,
     )
 
-    from edgekit._keras import tfmot
+    from edgekit.core._keras import tfmot
 
     kind = type(layer).__name__
     if not layer.weights:
         return [], f"{kind}: no weights"
-    if isinstance(layer, tfmot().sparsity.keras.PrunableLayer) or hasattr(
+    if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(
             layer, "get_prunable_weights"):
         weights = list(layer.get_prunable_weights())
     elif PruneRegistry.supports(layer):

@@ -16,19 +16,22 @@ so pruning, QAT and conversion treat it like any other model.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgekit._keras import keras
 from edgekit.compress.base import SerializableStage, StageResult, require_graph_model
+from edgekit.compress.registry import register_stage
+from edgekit.compress.stage_notes import MAX_ROWS, StageNotes, pct, plural
+from edgekit.compress.training import _check_fit_args, accuracy
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
+from edgekit.core.tfmot_wrappers import wrapped_layers
 from edgekit.data import Dataset
-from edgekit.errors import InputError
-from edgekit.training import _check_fit_args, accuracy
 
 SUFFIX = "_lowrank"
-WRAPPER_CLASSES = ("PruneLowMagnitude", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
 
 
 def choose_rank(singular_values: np.ndarray, *, rank: int | None = None,
@@ -151,7 +154,7 @@ def factorize(model: keras.Model, *, rank: int | None = None, energy: float | No
         InputError: Bad rank/energy, unknown layer names, a subclassed or wrapped model.
     """
     require_graph_model(model, "low-rank factorization")
-    wrapped = [lay.name for lay in model.layers if type(lay).__name__ in WRAPPER_CLASSES]
+    wrapped = wrapped_layers(model)
     if wrapped:
         raise InputError(f"model {model.name!r} has tfmot wrappers ({', '.join(wrapped[:3])}); "
                          "apply LowRank to a plain model (before QAT; pruned models come out "
@@ -211,6 +214,28 @@ def factorize(model: keras.Model, *, rank: int | None = None, energy: float | No
     return new, report
 
 
+def _lowrank_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
+    """The report section of a LowRank stage from its ``details`` (its registered reader)."""
+    layers = d.get("layers", {})
+    facts = [
+        f"{plural(len(layers), 'layer')} factorized: {d.get('params_before')} -> "
+        f"{d.get('params_after')} parameters.",
+    ]
+    if "train_accuracy_before_fine_tune" in d:
+        tuned = (f", {pct(d['train_accuracy'])} after {len(d['history'].get('loss', []))} "
+                 "fine-tune epochs" if d.get("history") else " (no fine-tune)")
+        facts.append(f"Training accuracy {pct(d['train_accuracy_before_fine_tune'])} right "
+                     f"after the factorization{tuned}.")
+    notes = StageNotes(name, "LowRank", facts, caption="Factorized and skipped layers")
+    notes.headers = ["layer", "rank", "energy kept", "kernel params", "why skipped"]
+    rows = [[n, f"{v['rank']} / {v['max_rank']}", f"{v['energy_kept']:.3f}",
+             f"{v['params_before']} -> {v['params_after']}", ""] for n, v in layers.items()]
+    rows += [[n, "—", "—", "—", why] for n, why in (d.get("skipped") or {}).items()]
+    notes.rows, notes.more = rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
+    return notes
+
+
+@register_stage(notes=_lowrank_notes)
 @dataclass(frozen=True)
 class LowRank(SerializableStage):
     """Factorize Dense / 1x1 Conv2D kernels by truncated SVD, then optionally fine-tune.

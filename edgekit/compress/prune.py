@@ -11,13 +11,13 @@ the final mask really reaches ``final_sparsity`` (tfmot stops updating masks aft
 
 from __future__ import annotations
 
-import gzip
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgekit._keras import keras, tfmot
+from device_bench.sizes import sizes
 from edgekit.compress.base import StageResult, require_graph_model
 from edgekit.compress.layer_support import (
     LayerDecision,
@@ -29,10 +29,13 @@ from edgekit.compress.layer_support import (
     prunable_weights,
     summarize,
 )
+from edgekit.compress.registry import register_stage
+from edgekit.compress.stage_notes import StageNotes, counts_fact, kib, left_table, pct
 from edgekit.compress.structured import check_m_by_n, parse_m_by_n
+from edgekit.compress.training import accuracy, steps_per_epoch
+from edgekit.core._keras import keras, tfmot
+from edgekit.core.errors import InputError
 from edgekit.data import Dataset
-from edgekit.errors import InputError
-from edgekit.training import accuracy, steps_per_epoch
 
 SCHEDULES = ("PolynomialDecay", "ConstantSparsity")
 POLICIES = ("PruneForLatencyOnXNNPack",)
@@ -48,9 +51,36 @@ def weight_sizes(model: keras.Model) -> dict[str, int]:
         ``{"bytes": raw, "gzip_bytes": compressed}``.
     """
     raw = b"".join(np.asarray(w, dtype=np.float32).tobytes() for w in model.get_weights())
-    return {"bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, compresslevel=6, mtime=0))}
+    return sizes(raw)
 
 
+def _prune_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
+    """The report section of a Prune stage from its ``details`` (its registered reader)."""
+    size = d.get("size", {})
+    before, after = size.get("before", {}), size.get("after", {})
+    target = "reached" if d.get("target_reached") else (
+        "NOT reached in " + ", ".join(f"{k} ({pct(v)})" for k, v in
+                                      (d.get("short_of_target") or {}).items()))
+    facts = [
+        f"{counts_fact(d, 'pruned')}; the pruned kernels hold "
+        f"{pct(d.get('weights_share_pruned'))} of the weights; zeros overall "
+        f"{pct(d.get('zeros_share'))}.",
+        f"Sparsity target {target}.",
+        f"Weights as float32: {kib(before.get('bytes'))} -> {kib(after.get('bytes'))}, "
+        f"gzip {kib(before.get('gzip_bytes'))} -> {kib(after.get('gzip_bytes'))}.",
+    ]
+    if d.get("m_by_n"):
+        holds = d["m_by_n"]["holds"]
+        facts.append(f"{d['m_by_n']['pattern']} pattern holds in {sum(holds.values())} of "
+                     f"{len(holds)} pruned kernels.")
+    if d.get("policy"):
+        facts.append(f"Pruning policy: {d['policy']}.")
+    notes = StageNotes(name, "Prune", facts)
+    left_table(notes, d.get("skipped_layers") or {}, d.get("layers", []))
+    return notes
+
+
+@register_stage(notes=_prune_notes)
 @dataclass(frozen=True)
 class Prune(LayerSelectingStage):
     """Prune the smallest-magnitude weights while fine-tuning.
@@ -74,7 +104,7 @@ class Prune(LayerSelectingStage):
         policy: ``"PruneForLatencyOnXNNPack"``: prune only the 1x1 Conv2D layers of a model that
             XNNPack's sparse inference can run (tfmot checks the structure), or None.
         distill: Fine-tune guided by a teacher: ``{teacher: float|PATH, temperature, alpha,
-            feature_layer}`` (see edgekit.compress.distill), or None for plain labels.
+            feature_layer}`` (see edgekit.compress.distillation), or None for plain labels.
     """
 
     class_name: ClassVar[str] = "Prune"
@@ -133,7 +163,7 @@ class Prune(LayerSelectingStage):
                 would reach ``final_sparsity`` (tfmot's default of 100 steps does this silently on
                 small data sets).
         """
-        sparsity = tfmot().sparsity.keras
+        sparsity = tfmot.sparsity.keras
         freq = self.update_every or max(1, steps // 4)
         total = self.epochs * steps
         if freq > total:
@@ -164,7 +194,7 @@ class Prune(LayerSelectingStage):
         """tfmot's policy object, after checking ``model`` fits it (None without a policy)."""
         if self.policy is None:
             return None
-        policy = getattr(tfmot().sparsity.keras, self.policy)()
+        policy = getattr(tfmot.sparsity.keras, self.policy)()
         try:
             policy.ensure_model_supports_pruning(model)
         except ValueError as e:
@@ -244,7 +274,7 @@ class Prune(LayerSelectingStage):
                 that does not fit the policy.
         """
         require_graph_model(model, "pruning")
-        mot = tfmot().sparsity.keras
+        mot = tfmot.sparsity.keras
         flat = flatten_model(model)
         plan = self.plan(flat)
         chosen = {layer.name for layer, d in plan if d.action == "pruned"}

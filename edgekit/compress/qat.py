@@ -16,10 +16,10 @@ variables do not round-trip).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from edgekit._keras import keras, tfmot
 from edgekit.compress.base import (
     StageResult,
     kernel_sparsity,
@@ -35,9 +35,12 @@ from edgekit.compress.layer_support import (
     quantize_reason,
     summarize,
 )
+from edgekit.compress.registry import register_stage
+from edgekit.compress.stage_notes import StageNotes, counts_fact, left_table, pct
+from edgekit.compress.training import accuracy
+from edgekit.core._keras import keras, tfmot
+from edgekit.core.errors import InputError
 from edgekit.data import Dataset
-from edgekit.errors import InputError
-from edgekit.training import accuracy
 
 PRESERVE_CHOICES = ("auto", "always", "never")
 SPARSE_THRESHOLD = 0.2  # a kernel with at least this share of zeros counts as pruned
@@ -78,13 +81,29 @@ def _prune_preserve_scheme() -> Any:
             return bool(d8.Default8BitQuantizeRegistry().supports(layer)
                         and pqr.Default8bitPrunePreserveQuantizeRegistry.supports(layer))
 
-    class Scheme(tfmot().experimental.combine.Default8BitPrunePreserveQuantizeScheme):
+    class Scheme(tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme):
         def get_quantize_registry(self) -> Any:
             return Registry()
 
     return Scheme()
 
 
+def _qat_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
+    """The report section of a QAT stage from its ``details`` (its registered reader)."""
+    facts = [
+        f"{counts_fact(d, 'quantized')}; the annotated layers hold "
+        f"{pct(d.get('weights_share_quantized'))} of the weights.",
+        f"Scheme: {d.get('scheme')}"
+        + (" (keeps the pruned zeros)." if d.get("prune_preserving") else "."),
+    ]
+    if d.get("calibration_needed"):
+        facts.append("Layers QAT left are quantized by the converter from calibration data.")
+    notes = StageNotes(name, "QAT", facts)
+    left_table(notes, d.get("left_with_weights") or {}, d.get("layers", []))
+    return notes
+
+
+@register_stage(notes=_qat_notes, quantized_ranges=True)
 @dataclass(frozen=True)
 class QAT(LayerSelectingStage):
     """Fine-tune with fake-quantization so the int8 model keeps the float accuracy.
@@ -101,7 +120,7 @@ class QAT(LayerSelectingStage):
             every layer the 8-bit scheme supports). Layers left out are quantized by the
             converter from calibration data.
         distill: Fine-tune guided by a teacher: ``{teacher: float|PATH, temperature, alpha,
-            feature_layer}`` (see edgekit.compress.distill), or None for plain labels.
+            feature_layer}`` (see edgekit.compress.distillation), or None for plain labels.
     """
 
     class_name: ClassVar[str] = "QAT"
@@ -163,7 +182,7 @@ class QAT(LayerSelectingStage):
 
     def _quantize(self, flat: keras.Model, pqat: bool) -> tuple[keras.Model, list[LayerDecision]]:
         """Annotates the layers :meth:`plan` picks and applies the (prune-preserving) scheme."""
-        qk = tfmot().quantization.keras
+        qk = tfmot.quantization.keras
         scheme: Any = (_prune_preserve_scheme() if pqat
                        else qk.default_8bit.Default8BitQuantizeScheme())
         decisions = self.plan(flat, pqat)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 __all__ = ["check_m_by_n", "m_by_n_violations", "parse_m_by_n"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, tfmot
 from edgekit.converters import ConversionConfig, IOType, Mode, convert_keras, select_calibration
+from edgekit.core._keras import keras, tfmot
 
 INPUT_SHAPE = (8, 8, 1)
 
@@ -92,7 +92,7 @@ def int8_path(convert: Callable[..., bytes], tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def qat_model(float_model: keras.Model, data: dict[str, np.ndarray]) -> keras.Model:
     keras.utils.set_random_seed(0)
-    model = tfmot().quantization.keras.quantize_model(float_model)
+    model = tfmot.quantization.keras.quantize_model(float_model)
     return compile_and_fit(model, data["x_train"], data["y_train"], epochs=1, lr=0.001)
 
 
@@ -159,6 +159,6 @@ def outlier_model(digits8) -> keras.Model:
 @pytest.fixture(scope="session")
 def outlier_keras(outlier_model, tmp_path_factory) -> Path:
     """The outlier model saved as .keras (for the CLI and the pipeline)."""
-    from edgekit._keras import save_model
+    from edgekit.core.model_io import save_model
 
     return save_model(outlier_model, tmp_path_factory.mktemp("outlier") / "outlier.keras")

@@ -14,7 +14,7 @@ from edgekit.converters import (
     save_calibration_record,
     select_calibration,
 )
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 X = np.arange(500 * 4, dtype=np.float64).reshape(500, 2, 2)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgekit.cli import main as cli
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.pipeline import run_pipeline
 from edgekit.recipe import ConvertSpec, Recipe
 
@@ -145,7 +145,7 @@ def test_pipeline_runs_selective_quantization_and_reports_it(outlier_keras, tmp_
 
 def test_api_convert_takes_a_tf_data_dataset(outlier_keras, digits8, tmp_path):
     import edgekit
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     ds = tf.data.Dataset.from_tensor_slices((digits8.x_train, digits8.y_train)).batch(32)
     result = edgekit.convert(outlier_keras, out=tmp_path / "d.tflite", calibration=ds,

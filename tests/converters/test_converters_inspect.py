@@ -14,7 +14,7 @@ from edgekit.converters import (
     inspect_tflite,
     weight_sparsity,
 )
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, tf, tfmot
 from edgekit.converters import (
     ConversionConfig,
     IOType,
@@ -18,7 +17,8 @@ from edgekit.converters import (
     verify_tflite,
     weight_sparsity,
 )
-from edgekit.errors import InputError
+from edgekit.core._keras import keras, tf, tfmot
+from edgekit.core.errors import InputError
 
 VALID_COMBOS = [
     ("float32", None), ("float16", None), ("dynamic", None),
@@ -207,7 +207,7 @@ def test_qat_model_converts_to_full_int8(qat_model, calibration, data, with_data
 
 
 def test_pruned_then_stripped_model_keeps_sparsity(data, calibration, helpers) -> None:
-    sparsity = tfmot().sparsity.keras
+    sparsity = tfmot.sparsity.keras
     keras.utils.set_random_seed(1)
     pruned = sparsity.prune_low_magnitude(
         helpers["build_cnn"](),

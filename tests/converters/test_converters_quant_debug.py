@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 
-from edgekit._keras import keras
 from edgekit.converters import (
     ConversionConfig,
     IOType,
@@ -30,7 +29,8 @@ from edgekit.converters import (
     selective_quantize,
     verify_tflite,
 )
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

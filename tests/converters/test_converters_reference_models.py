@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit._keras import keras
 from edgekit.cli import main as cli
+from edgekit.compress.training import fit
 from edgekit.converters import (
     ConversionConfig,
     IOType,
@@ -27,9 +27,9 @@ from edgekit.converters import (
     select_calibration,
     verify_tflite,
 )
+from edgekit.core._keras import keras
 from edgekit.data import load_digits
 from edgekit.models import build_model
-from edgekit.training import fit
 
 MODES = [("float32", None), ("float16", None), ("dynamic", None), ("int8", None),
          ("int8", "uint8"), ("int8", "float32"), ("int16x8", None), ("int16x8", "int16")]

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, tf
 from edgekit.converters import (
     ArraySource,
     CalibrationSpec,
@@ -23,14 +22,15 @@ from edgekit.converters import (
     StreamSource,
     calibration_source,
     convert_keras,
+    convert_to_file,
     inspect_tflite,
     load_calibration_record,
     model_input_specs,
     select_calibration,
 )
+from edgekit.core._keras import keras, tf
+from edgekit.core.errors import InputError
 from edgekit.data import split
-from edgekit.errors import InputError
-from edgekit.pipeline import convert_to_file
 
 IMAGE = [InputSpec("image", (8, 8, 1))]
 

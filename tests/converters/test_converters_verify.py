@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from edgekit._keras import keras
 from edgekit.converters import (
     ConversionConfig,
     Mode,
@@ -16,7 +15,8 @@ from edgekit.converters import (
     run_tflite,
     verify_tflite,
 )
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 
 
 def test_int8_agrees_with_keras(int8_path, float_model, data) -> None:

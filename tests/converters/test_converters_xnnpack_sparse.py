@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, tf
 from edgekit.converters import (
     ConversionConfig,
     Mode,
@@ -20,6 +19,7 @@ from edgekit.converters import (
     format_xnnpack_sparse,
     run_tflite,
 )
+from edgekit.core._keras import keras, tf
 
 
 def sparse_cnn(*, stem_same: bool = False, zero_fraction: float = 0.8,

@@ -32,7 +32,7 @@ class TinyModels:
 
 
 def _convert(model, x: np.ndarray, io: str | None, int16: bool = False) -> bytes:
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if io is None:
@@ -59,7 +59,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """A 8 -> 16 -> 4 MLP as float32, int8, uint8 and int16x8 .tflite, plus a 2-input model."""
     import warnings
 
-    from edgekit._keras import keras
+    from edgekit.core._keras import keras
 
     out = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)

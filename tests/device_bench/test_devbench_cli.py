@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from device_bench.__main__ import main
-from device_bench.runner import SCHEMA
+from device_bench.__main__ import build_parser, main, options_from_args
+from device_bench.runner import SCHEMA, BenchOptions
 
 FAST = ["--runs", "20", "--min-seconds", "0.05", "--warmup", "3", "--warmup-seconds", "0.01"]
 
@@ -76,6 +76,9 @@ def test_cli_corrupt_model_exits_2(corrupt_model: Path, tmp_path: Path,
         (["--threads", "0"], "device_bench: error: threads must be >= 1, got 0"),
         (["--runs", "x"], "device_bench: error: argument --runs: invalid int value: 'x'"),
         (["--frobnicate"], "device_bench: error: unrecognized arguments: --frobnicate"),
+        (["--target-kind", "Local Box"], "device_bench: error: argument --target-kind: target "
+         "kind must be a name such as local or ssh (lower-case letters, digits, '-'), got "
+         "'Local Box'"),
     ],
 )
 def test_cli_bad_options_exit_2(tiny, args: list[str], message: str,
@@ -109,3 +112,11 @@ def test_cli_unwritable_output_folder(tiny, tmp_path: Path,
     blocker.write_text("not a folder")
     assert main([str(tiny.int8), "--json", str(blocker / "out.json"), *FAST]) == 2
     assert capsys.readouterr().err.startswith("device_bench: error: output folder ")
+
+
+def test_cli_defaults_are_the_bench_options_defaults() -> None:
+    # One source of truth: the parser's defaults are read from BenchOptions.
+    args = build_parser().parse_args(["m.tflite"])
+    assert options_from_args(args) == BenchOptions()
+    assert (args.warmup, args.runs, args.min_seconds, args.windows, args.energy,
+            args.energy_seconds) == (20, 200, 1.0, 5, "none", 10.0)

@@ -21,7 +21,7 @@ from edgekit.bench_table import (
     parse_targets,
     run_targets,
 )
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.recipe import BenchSpec
 
 # A port nothing listens on: the real ssh client fails to connect, quickly.
@@ -32,7 +32,7 @@ FAST = ["--runs", "10", "--warmup", "1", "--min-seconds", "0.02"]
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small float32 .tflite (8 -> 16 -> 4)."""
-    from edgekit._keras import keras, tf
+    from edgekit.core._keras import keras, tf
 
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.layers.Input((8,)), keras.layers.Dense(16, activation="relu"),

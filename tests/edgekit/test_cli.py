@@ -111,8 +111,8 @@ def test_compress_prune(fast_run, tmp_path, cli):
         )
         == 0
     )
-    from edgekit._keras import load_model
     from edgekit.compress import kernel_sparsity
+    from edgekit.core.model_io import load_model
 
     sparsity = kernel_sparsity(load_model(dest))
     assert min(sparsity.values()) == pytest.approx(0.5, abs=0.01)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.comparison import compare_reports, format_comparison, load_run
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 DEMO = Path(__file__).parent / "data" / "demo_report.json"
 

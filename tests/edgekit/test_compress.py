@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, load_model, save_model
 from edgekit.compress import QAT, Prune, kernel_sparsity
-from edgekit.errors import InputError
-from edgekit.training import accuracy
+from edgekit.compress.training import accuracy
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
+from edgekit.core.model_io import load_model, save_model
 
 
 @pytest.fixture(scope="module")

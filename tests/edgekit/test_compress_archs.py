@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, load_model, save_model, tf, tfmot
 from edgekit.compress import QAT, Prune
 from edgekit.compress.layer_support import flatten_model
+from edgekit.compress.training import accuracy, fit
 from edgekit.converters import ConversionConfig, convert_keras, inspect_tflite, verify_tflite
-from edgekit.errors import InputError
-from edgekit.training import accuracy, fit
+from edgekit.core._keras import keras, tf, tfmot
+from edgekit.core.errors import InputError
+from edgekit.core.model_io import load_model, save_model
 
 
 def _block() -> keras.Model:
@@ -71,9 +72,9 @@ def _actions(details):
 def test_plain_tfmot_fails_on_this_model(awkward):
     # The model reproduces the real failures, so the tests below mean something.
     with pytest.raises(ValueError, match="Please initialize `Prune` with a supported layer"):
-        tfmot().sparsity.keras.prune_low_magnitude(awkward)
+        tfmot.sparsity.keras.prune_low_magnitude(awkward)
     with pytest.raises(ValueError, match="inside another"):
-        tfmot().quantization.keras.quantize_model(awkward)
+        tfmot.quantization.keras.quantize_model(awkward)
 
 
 def test_flatten_inlines_the_nested_model_with_identical_outputs(awkward, digits8):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
-from edgekit._keras import keras
 from edgekit.compress import QAT, Prune, stage_from_dict
 from edgekit.compress.layer_support import flatten_model
 from edgekit.compress.structured import m_by_n_violations, parse_m_by_n
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 from edgekit.data import Dataset
-from edgekit.errors import InputError
 
 
 def _plan(stage, model):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from edgekit.core.errors import InputError
 from edgekit.data import check_fits, load_data, load_digits, load_image_folder, load_npz
-from edgekit.errors import InputError
 
 
 def test_digits_default_is_32x32_scaled_and_split_stratified():
@@ -69,7 +69,7 @@ def test_corrupt_and_missing_npz(tmp_path):
 
 
 def test_image_folder(tmp_path, rng):
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     for cls, value in (("cat", 40), ("dog", 200)):
         (tmp_path / cls).mkdir()

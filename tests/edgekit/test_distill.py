@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, save_model
 from edgekit.compress import QAT, STAGES, Distill, LowRank, Prune, kernel_sparsity, stage_from_dict
-from edgekit.compress.distill import (
+from edgekit.compress.distillation import (
     DistillConfig,
     are_probabilities,
     bind_teacher,
     distillation_loss,
     to_logits,
 )
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
+from edgekit.core.model_io import save_model
 
 SMALL_STUDENT = {"filters": [4, 8, 8], "dense_units": 16, "dropout": 0.0}
 
@@ -84,9 +85,9 @@ def test_softmax_outputs_become_logits_without_changing_the_loss(rng):
 
 
 def test_alpha_zero_is_exactly_plain_training(digits8):
-    from edgekit.compress.distill import fit_distilled
+    from edgekit.compress.distillation import fit_distilled
+    from edgekit.compress.training import fit
     from edgekit.models import build_model
-    from edgekit.training import fit
 
     def student():
         keras.utils.set_random_seed(3)
@@ -234,7 +235,7 @@ def test_bind_teacher_points_float_at_the_float_model(tmp_path):
 
 
 def test_teacher_and_student_with_different_outputs_are_refused(tiny_trained_model, digits8):
-    from edgekit.compress.distill import fit_distilled
+    from edgekit.compress.distillation import fit_distilled
 
     inp = keras.Input((8, 8, 1))
     other = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp)))
@@ -277,7 +278,7 @@ def test_pipeline_runs_lowrank_then_distill_from_its_float_model(tiny_trained_mo
 
 
 def test_cli_compress_with_a_teacher(cli, tiny_trained_model, tmp_path):
-    from edgekit._keras import load_model
+    from edgekit.core.model_io import load_model
 
     teacher = save_model(tiny_trained_model, tmp_path / "teacher.keras")
     out = tmp_path / "student.keras"
@@ -296,8 +297,8 @@ def test_distilled_student_beats_scratch_with_few_labels(tiny_trained_model, dig
     BENCHMARKS.md ("Distillation") measures it on 32x32 digits over 10 seeds; here an MLP
     student on 8x8 digits, guided by the shared tiny teacher, over 4 seeds.
     """
-    from edgekit.compress.distill import fit_distilled
-    from edgekit.training import accuracy, fit
+    from edgekit.compress.distillation import fit_distilled
+    from edgekit.compress.training import accuracy, fit
 
     def student(seed: int) -> keras.Model:
         keras.utils.set_random_seed(seed)
@@ -353,7 +354,7 @@ def test_unlabelled_transfer_samples_help_a_student_with_few_labels(tiny_trained
     At 300 steps instead of 1320 the transfer run falls behind: 44 steps per epoch leave it 6
     epochs, too few for the student to converge.
     """
-    from edgekit.training import accuracy
+    from edgekit.compress.training import accuracy
 
     teacher = save_model(tiny_trained_model, tmp_path / "teacher.keras")
     steps, per_class, gains = 1320, 5, []
@@ -377,7 +378,8 @@ def test_unlabelled_transfer_samples_help_a_student_with_few_labels(tiny_trained
 def test_unlabelled_source_errors_name_the_field(tmp_path, tiny_trained_model, digits8):
     with pytest.raises(InputError, match=r"Distill.unlabeled '.*nope.npy' does not exist"):
         Distill(unlabeled=str(tmp_path / "nope.npy"))
-    with pytest.raises(InputError, match=r"unknown Distill.unlabeled key\(s\) 'mean'"):
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['mean'\] in Distill.unlabeled; "
+                                         r"known keys: source, resize, normalize"):
         Distill(unlabeled={"source": str(tmp_path), "mean": 1})
     with pytest.raises(InputError, match="unlabeled_samples must be an integer >= 1"):
         Distill(unlabeled_samples=0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.junit import budget_testcases, junit_xml, write_junit
 
 DEMO = Path(__file__).parent / "data" / "demo_report.json"

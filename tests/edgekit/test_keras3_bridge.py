@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, load_model, save_model
-from edgekit.errors import InputError
-from edgekit.keras3_bridge import (
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
+from edgekit.core.keras3_bridge import (
     bridge_keras3,
     check_same_outputs,
     is_keras3_file,
     translate_model_config,
 )
+from edgekit.core.model_io import load_model, save_model
 
 MAKE_MODELS = r"""
 import sys

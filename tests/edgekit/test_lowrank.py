@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit._keras import keras, load_model, save_model
 from edgekit.compress import LowRank, Prune
 from edgekit.compress.lowrank import choose_rank, factorize, svd_factors
-from edgekit.errors import InputError
-from edgekit.training import accuracy
+from edgekit.compress.training import accuracy
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
+from edgekit.core.model_io import load_model, save_model
 
 
 def _functional() -> keras.Model:
@@ -133,9 +134,9 @@ def test_bad_input_is_refused(tiny_trained_model):
 
 
 def test_wrapped_model_is_refused(tiny_trained_model):
-    from edgekit._keras import tfmot
+    from edgekit.core._keras import tfmot
 
-    wrapped = tfmot().quantization.keras.quantize_model(
+    wrapped = tfmot.quantization.keras.quantize_model(
         keras.models.clone_model(tiny_trained_model))
     with pytest.raises(InputError, match="has tfmot wrappers"):
         factorize(wrapped, energy=0.9)

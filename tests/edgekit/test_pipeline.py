@@ -47,7 +47,7 @@ def test_heldout_indices_let_anyone_recheck_the_tflite_accuracy(fast_run):
     """Rebuild the held-out set from scikit-learn itself and re-run the .tflite."""
     from sklearn.datasets import load_digits
 
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     out, report = fast_run
     idx = np.asarray(report["data"]["heldout_indices"])
@@ -110,8 +110,9 @@ def test_budgets_fail_with_the_failing_figure(fast_run):
 
 
 def test_a_loaded_model_without_class_scores_is_refused(tmp_path):
-    from edgekit._keras import keras, save_model
-    from edgekit.errors import InputError
+    from edgekit.core._keras import keras
+    from edgekit.core.errors import InputError
+    from edgekit.core.model_io import save_model
     from edgekit.pipeline import Pipeline
 
     inputs = keras.Input((32, 32, 1))
@@ -125,7 +126,7 @@ def test_a_loaded_model_without_class_scores_is_refused(tmp_path):
 
 
 def test_a_misshapen_calibration_file_fails_before_training(tmp_path):
-    from edgekit.errors import InputError
+    from edgekit.core.errors import InputError
     from edgekit.pipeline import Pipeline
 
     bad = tmp_path / "cal.npz"

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from edgekit.compress import QAT, Prune, stage_from_dict
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.recipe import Recipe
 
 
@@ -48,7 +48,8 @@ def test_unknown_top_level_key_lists_known_ones():
 
 
 def test_unknown_stage_and_stage_key():
-    with pytest.raises(InputError, match=r"unknown stage 'Distil'; known stages: Prune, QAT"):
+    known = r"known stages: Distill, LowRank, Prune, QAT"
+    with pytest.raises(InputError, match=rf"unknown stage 'Distil'; {known}"):
         stage_from_dict({"class_name": "Distil"})
     with pytest.raises(InputError, match=r"unknown key\(s\) \['sparsity'\] in Prune config"):
         stage_from_dict({"class_name": "Prune", "config": {"sparsity": 0.5}})
@@ -86,7 +87,7 @@ def test_bad_recipe_files(tmp_path):
 
 def test_a_stage_config_naming_class_name_is_an_unknown_key():
     from edgekit.compress import stage_from_dict
-    from edgekit.errors import InputError
+    from edgekit.core.errors import InputError
 
     with pytest.raises(InputError, match=r"unknown key\(s\) \['class_name'\] in Prune config"):
         stage_from_dict({"class_name": "Prune", "config": {"class_name": "QAT"}})
@@ -94,7 +95,7 @@ def test_a_stage_config_naming_class_name_is_an_unknown_key():
 
 @pytest.mark.parametrize("stage", ["Prune", "QAT"])
 def test_a_bad_distill_mapping_fails_when_the_recipe_loads(stage):
-    from edgekit.errors import InputError
+    from edgekit.core.errors import InputError
 
     raw = {"model": "demo_cnn", "data": "digits",
            "stages": [{"class_name": stage, "config": {"distill": {"temprature": 4}}}]}

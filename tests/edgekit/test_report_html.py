@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.report_html import render_html, write_html
 
 DEMO = Path(__file__).parent / "data" / "demo_report.json"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit._keras import keras
 from edgekit.converters import ConversionConfig, convert_keras, inspect_tflite, run_tflite
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.errors import InputError
 from edgekit.models import Task, available_models, build_model, model_info, register
 
 DIGITS = (32, 32, 1)
@@ -59,7 +59,7 @@ def _estimate_bn_statistics(model, x: np.ndarray) -> None:
     with which deep depthwise stacks (MobileNetV1) shrink activations to ~1e-14, below what int8
     scales can represent. One forward pass in training mode with momentum 0 sets the statistics.
     """
-    from edgekit._keras import keras
+    from edgekit.core._keras import keras
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [bn.momentum for bn in bns]

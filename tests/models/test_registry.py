@@ -1,6 +1,6 @@
 import pytest
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 from edgekit.models import available_models, build_model
 
 

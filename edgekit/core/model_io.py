@@ -1,49 +1,27 @@
-"""The one place that chooses the Keras implementation.
+"""Loading and saving Keras model files: ``.keras``, ``.h5`` and SavedModel folders.
 
-tfmot 0.8 works only with Keras 2, which TensorFlow 2.16+ ships as the separate ``tf_keras``
-package. ``TF_USE_LEGACY_KERAS=1`` must be in the environment *before* TensorFlow is imported, so
-every edgekit module that needs TensorFlow, Keras or tfmot imports them from here.
-
-Keras 3 files (the default format of TensorFlow 2.16+) are detected on load and bridged to
-tf_keras by :mod:`edgekit.keras3_bridge` (architecture + weights, checked by comparing outputs).
-Keras 3 itself stays importable as the ``keras`` package (``TF_USE_LEGACY_KERAS`` only changes what
-``tf.keras`` is); :func:`keras3` is the one place that imports it.
+Every model file edgekit reads goes through :func:`load_model`: a file saved by Keras 3 (the
+default format of TensorFlow 2.16+) is detected and bridged to tf_keras by
+:mod:`edgekit.core.keras3_bridge` (architecture + weights, checked by comparing outputs); tfmot's
+wrappers and the custom layers of ``keras.applications`` models are always known. Every model
+file edgekit writes goes through :func:`save_model`, atomically.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from device_bench.atomicio import atomic_target
+from edgekit.core._keras import keras, tfmot
+from edgekit.core.errors import InputError
+from edgekit.core.keras3_bridge import bridge_keras3, is_keras3_file
 
-from edgekit._native import quiet_native_stderr
-from edgekit.errors import InputError
+__all__ = ["MODEL_SUFFIXES", "load_model", "save_model"]
 
-with quiet_native_stderr():
-    import tensorflow as tf
-    import tf_keras as keras
-
-    # Device discovery prints CUDA notices (cuInit failures on machines without a GPU) on first
-    # use; do it now, inside the silenced block. A GPU, when present, is still found and used.
-    tf.config.list_physical_devices()
-
-__all__ = ["InputError", "keras", "keras3", "load_model", "save_model", "tf", "tfmot"]
-
-
-def tfmot() -> Any:
-    """Imports tensorflow_model_optimization after the Keras choice is fixed.
-
-    Returns:
-        The ``tensorflow_model_optimization`` module.
-    """
-    import tensorflow_model_optimization
-
-    return tensorflow_model_optimization
+MODEL_SUFFIXES = (".keras", ".h5")
 
 
 def _application_layers() -> dict[str, Any]:
@@ -52,6 +30,7 @@ def _application_layers() -> dict[str, Any]:
     ConvNeXt's ``LayerScale`` and ``StochasticDepth`` live in a private module; without them a
     saved ConvNeXt fails to reload with "'str' object is not callable".
     """
+    keras.load()
     try:
         from tf_keras.src.applications import convnext
     except ImportError:  # pragma: no cover - a tf_keras that moved them
@@ -62,33 +41,15 @@ def _application_layers() -> dict[str, Any]:
 
 def _custom_scope(custom_objects: dict[str, Any] | None = None) -> Any:
     """Scope that knows tfmot's wrappers, keras.applications' custom layers and the user's own."""
-    mot = tfmot()
     known = {**_application_layers(), **(custom_objects or {})}
-    return mot.quantization.keras.quantize_scope(known)
-
-
-def keras3() -> Any:
-    """Imports Keras 3 (the ``keras`` package) for reading Keras 3 model files.
-
-    Returns:
-        The ``keras`` module (version 3.x).
-
-    Raises:
-        InputError: The installed ``keras`` package is not Keras 3.
-    """
-    module = importlib.import_module("keras")
-    version = str(getattr(module, "__version__", ""))
-    if not version.startswith("3."):
-        raise InputError(f"reading a Keras 3 model needs Keras 3, found keras {version!r}; "
-                         "install it with: pip install 'keras>=3'")
-    return module
+    return tfmot.quantization.keras.quantize_scope(known)
 
 
 def load_model(path: str | os.PathLike[str],
                custom_objects: dict[str, Any] | None = None) -> keras.Model:
     """Loads a model from ``.keras``, ``.h5`` or a SavedModel folder as a tf_keras model.
 
-    Files saved by Keras 3 are bridged to tf_keras (see :mod:`edgekit.keras3_bridge`): the
+    Files saved by Keras 3 are bridged to tf_keras (see :mod:`edgekit.core.keras3_bridge`): the
     bridged model's outputs are checked against the Keras 3 model's on seeded inputs.
 
     Args:
@@ -112,11 +73,8 @@ def load_model(path: str | os.PathLike[str],
         )
     if p.is_dir() and not (p / "saved_model.pb").exists():
         raise InputError(f"model folder {str(p)!r} has no saved_model.pb; expected a SavedModel")
-    if p.is_file():
-        from edgekit.keras3_bridge import bridge_keras3, is_keras3_file
-
-        if is_keras3_file(p):
-            return bridge_keras3(p).model
+    if p.is_file() and is_keras3_file(p):
+        return bridge_keras3(p).model
     try:
         with _custom_scope(custom_objects):
             return keras.models.load_model(p, compile=False)
@@ -138,10 +96,8 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     Raises:
         InputError: The destination suffix is not ``.keras``/``.h5`` or the folder is unwritable.
     """
-    from device_bench.atomicio import atomic_target
-
     dest = Path(path)
-    if dest.suffix not in {".keras", ".h5"}:
+    if dest.suffix not in MODEL_SUFFIXES:
         raise InputError(f"output {str(dest)!r} must end in .keras or .h5, got {dest.suffix!r}")
     with atomic_target(dest) as tmp, warnings.catch_warnings():
         # .h5 is chosen on purpose for QAT models (see edgekit.compress.qat).

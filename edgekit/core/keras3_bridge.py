@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._keras import keras, keras3, tf
-from edgekit.errors import InputError
+from edgekit.core._keras import keras, keras3, tf
+from edgekit.core.errors import InputError
 
 __all__ = ["BridgeResult", "bridge_keras3", "check_same_outputs", "is_keras3_file",
            "read_keras3_config", "translate_model_config"]

@@ -7,7 +7,6 @@ learning-rate decay over the whole run, and seeded, repeatable batches.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from collections.abc import Iterator, Sequence
@@ -15,9 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-from edgekit._keras import keras
-from edgekit.errors import InputError
+from edgekit.core._keras import keras
+from edgekit.core.checks import checked_kwargs
+from edgekit.core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -53,31 +54,6 @@ class TrainConfig:
             InputError: Unknown keys or bad values.
         """
         return cls(**checked_kwargs(cls, config, "train"))
-
-
-def checked_kwargs(cls: type, config: dict[str, Any] | None, where: str) -> dict[str, Any]:
-    """Validates that ``config`` only names fields of dataclass ``cls``.
-
-    Args:
-        cls: The dataclass.
-        config: The user's mapping (None = empty).
-        where: Where the mapping came from, for the message.
-
-    Returns:
-        The mapping as a dict.
-
-    Raises:
-        InputError: ``config`` is not a mapping or has unknown keys (all known keys are listed).
-    """
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise InputError(f"{where} must be a mapping, got {type(config).__name__}")
-    known = [f.name for f in dataclasses.fields(cls)]  # not ClassVars such as class_name
-    unknown = sorted(set(config) - set(known))
-    if unknown:
-        raise InputError(f"unknown key(s) {unknown} in {where}; known keys: {', '.join(known)}")
-    return dict(config)
 
 
 def _check_fit_args(epochs: int, lr: float, batch_size: int, shift: int) -> None:
@@ -128,33 +104,36 @@ def shifted_batches(
             yield xb, y[idx]
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """A tqdm bar over epochs that shows loss and accuracy (to stderr)."""
+def epoch_progress(epochs: int, desc: str) -> Any:
+    """A Keras callback that shows a tqdm bar over epochs with loss and accuracy (to stderr).
 
-    def __init__(self, epochs: int, desc: str) -> None:
-        super().__init__()
-        self._epochs = epochs
-        self._desc = desc
-        self._bar: Any = None
+    Built per call (a ``LambdaCallback``) so that no Keras class is touched when this module is
+    imported: TensorFlow loads only when something trains.
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        from tqdm import tqdm
+    Args:
+        epochs: The bar's length.
+        desc: Its label.
 
-        self._bar = tqdm(total=self._epochs, desc=self._desc, unit="epoch", file=sys.stderr,
-                         leave=False, disable=None)
+    Returns:
+        The callback.
+    """
+    state: dict[str, Any] = {}
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def begin(logs: dict[str, Any] | None = None) -> None:
+        state["bar"] = tqdm(total=epochs, desc=desc, unit="epoch", file=sys.stderr,
+                            leave=False, disable=None)
+
+    def epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        if self._bar is not None:
-            self._bar.set_postfix(
-                loss=f"{logs.get('loss', float('nan')):.3f}",
-                acc=f"{logs.get('accuracy', float('nan')):.3f}",
-            )
-            self._bar.update(1)
+        state["bar"].set_postfix(loss=f"{logs.get('loss', float('nan')):.3f}",
+                                 acc=f"{logs.get('accuracy', float('nan')):.3f}")
+        state["bar"].update(1)
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    def end(logs: dict[str, Any] | None = None) -> None:
+        state.pop("bar").close()
+
+    return keras.callbacks.LambdaCallback(on_train_begin=begin, on_epoch_end=epoch_end,
+                                          on_train_end=end)
 
 
 def fit(
@@ -200,7 +179,7 @@ def fit(
         steps_per_epoch=steps,
         epochs=epochs,
         verbose=0,
-        callbacks=[*callbacks, EpochProgress(epochs, desc)],
+        callbacks=[*callbacks, epoch_progress(epochs, desc)],
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 

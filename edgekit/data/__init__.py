@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError
+from edgekit.core.errors import InputError
 
 DIGITS = "digits"
 DEFAULT_TEST_FRACTION = 0.2
@@ -134,7 +134,7 @@ def split(
 
 def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (N, H, W, C) float images."""
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     if images.shape[1:3] == size:
         return images.astype(np.float32)
@@ -246,7 +246,7 @@ def load_image_folder(
     Raises:
         InputError: Missing folder, fewer than two class folders, no images, or an unreadable image.
     """
-    from edgekit._keras import tf
+    from edgekit.core._keras import tf
 
     root = Path(path)
     if not root.is_dir():
