@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgekit-installed
 OUT    ?= runs/demo
 
-.PHONY: demo test test-all bench lint venv clean
+.PHONY: demo test test-all bench lint venv clean kws-deps
 
 venv: $(STAMP)
 
@@ -31,6 +31,13 @@ BENCH ?= run_benchmarks bench_method calibration_cost selective_quant distill_di
          arm_instructions arch_matrix
 bench: $(STAMP)
 	@set -e; for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py --out BENCHMARKS.md; done
+
+# The keyword-spotting set (`data: kws`) is spoken by espeak-ng, a Debian/Ubuntu package. The
+# tests install it themselves; `edgekit data kws` and `data: kws` need it installed.
+kws-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q espeak-ng || { apt-get update -q && apt-get install -y -q espeak-ng; }; \
+	  else sudo apt-get install -y -q espeak-ng; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgekit converters device_bench models tests bench

@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.3.0"
 
-_API = ("run", "plan", "demo", "compress", "convert", "inspect", "bench", "compare",
+_API = ("run", "plan", "demo", "compress", "convert", "inspect", "bench", "compare", "kws_data",
         "RunOutcome")
 __all__ = ["__version__", *_API]
 

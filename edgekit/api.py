@@ -301,6 +301,46 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
             "quant_debug": info.get("quant_debug"), "selective": info.get("selective")}
 
 
+def kws_data(out: PathLike, *, wav_dir: PathLike | None = None, seed: int = 0,
+             takes: int | None = None, test_takes: int | None = None) -> dict[str, Any]:
+    """Makes (or takes from the cache) the keyword-spotting set and writes it as one ``.npz``.
+
+    Args:
+        out: The ``.npz`` to write (``x``, ``y`` and the speaker split, see
+            :func:`edgekit.data.kws.save_npz`).
+        wav_dir: Also write every clip as a WAV file under this folder (made again, not cached).
+        seed: Seed of every draw.
+        takes: Takes per training speaker (default: the generator's).
+        test_takes: Takes per held-out speaker (default: the generator's).
+
+    Returns:
+        ``{"out", "cache", "cached", "train_samples", "test_samples", "class_names", "seconds"}``.
+
+    Raises:
+        InputError: espeak-ng is missing, a bad setting, or ``out`` cannot be written.
+    """
+    import dataclasses
+    import time
+
+    from device_bench.atomicio import check_parent
+    from edgekit.data.kws import CLASS_NAMES, KwsSettings, generate, load_arrays, save_npz
+
+    if not str(out).endswith(".npz"):
+        raise InputError(f"--out {str(out)!r}: expected a file name ending in .npz")
+    check_parent(out)
+    changes = {k: v for k, v in {"seed": seed, "takes": takes, "test_takes": test_takes}.items()
+               if v is not None}
+    settings = dataclasses.replace(KwsSettings(), **changes)
+    t0 = time.perf_counter()
+    arrays, cache, cached = load_arrays(settings)
+    if wav_dir is not None:
+        arrays = generate(settings, wav_dir=wav_dir)
+    save_npz(arrays, out)
+    return {"out": str(out), "cache": str(cache), "cached": cached,
+            "train_samples": len(arrays.y_train), "test_samples": len(arrays.y_test),
+            "class_names": list(CLASS_NAMES), "seconds": time.perf_counter() - t0}
+
+
 def inspect(model: PathLike) -> dict[str, Any]:
     """Inspects a .tflite: ops, dtypes, I/O quantization, size raw/gzip, weight sparsity, and
     whether the model meets XNNPACK's sparse-inference rules.

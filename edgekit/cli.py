@@ -73,8 +73,35 @@ def _finish_run(outcome: Any) -> None:
                           f"(see {outcome.out / 'report.md'})")
 
 
+class DataCLI:
+    """Data sets edgekit makes on this machine (``edgekit data kws``)."""
+
+    def kws(self, out: str = "kws.npz", wav_dir: str | None = None, seed: int = 0,
+            takes: int | None = None, test_takes: int | None = None) -> None:
+        """Writes the keyword-spotting set (espeak-ng speech, 49x10 MFCC) as one .npz.
+
+        Made on first use and cached (see edgekit.data.kws); the held-out split speaks with
+        voices training never hears.
+
+        Args:
+            out: The .npz to write.
+            wav_dir: Also write every clip as DIR/<split>/<class>/<voice>_<take>.wav.
+            seed: Seed of every draw.
+            takes: Takes per training speaker (each: every keyword, an unknown word, silence).
+            test_takes: Takes per held-out speaker.
+        """
+        from edgekit import api
+
+        r = api.kws_data(out, wav_dir=wav_dir, seed=seed, takes=takes, test_takes=test_takes)
+        how = "from the cache" if r["cached"] else f"made in {r['seconds']:.0f} s"
+        _print(f"wrote {r['out']}: {r['train_samples']} training and {r['test_samples']} "
+               f"held-out clips, {len(r['class_names'])} classes ({how}; cache {r['cache']})")
+
+
 class EdgekitCLI:
     """edgekit: Keras model -> small, fast, full-integer TFLite, verified and benchmarked."""
+
+    data = DataCLI()
 
     def demo(self, out: str = "runs/demo", junit: str | None = None) -> None:
         """Runs the whole pipeline on the embedded default (demo CNN on scikit-learn's digits).

@@ -1,7 +1,8 @@
-"""Datasets: the embedded digits default, ``.npz`` files and image folders.
+"""Datasets: the embedded digits default, keyword spotting, ``.npz`` files and image folders.
 
-Every loader returns a :class:`Dataset` with a fixed, seeded, stratified held-out split and the
-indices of both splits in the source, so anyone can re-check an accuracy figure.
+Every loader returns a :class:`Dataset` with a fixed, seeded held-out split (stratified; for
+``kws``, the held-out speakers) and the indices of both splits in the source, so anyone can
+re-check an accuracy figure.
 
 The embedded default is scikit-learn's bundled handwritten digits (1797 real 8x8 scans, 0..16
 grey levels, shipped inside the package: no download), upsampled to 32x32x1 and scaled to [0, 1].
@@ -19,6 +20,7 @@ import numpy as np
 from edgekit.core.errors import InputError
 
 DIGITS = "digits"
+KWS = "kws"  # keyword spotting from speech made here (edgekit.data.kws)
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SPLIT_SEED = 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -289,7 +291,8 @@ def load_data(
     """Loads the data a recipe or the CLI names.
 
     Args:
-        spec: ``"digits"``, a path to an ``.npz``, or an image folder.
+        spec: ``"digits"``, ``"kws"`` (keyword spotting, :mod:`edgekit.data.kws`), a path to an
+            ``.npz``, or an image folder.
         input_shape: The model's sample shape (no batch dim), when known: sizes the digits and
             image folders, and is checked against the data.
         test_fraction: Share held out.
@@ -302,7 +305,11 @@ def load_data(
         InputError: Unknown spec, unreadable data, or data that does not fit ``input_shape``.
     """
     spec = str(spec)
-    if spec == DIGITS:
+    if spec == KWS:
+        from edgekit.data.kws import load_kws
+
+        ds = load_kws()
+    elif spec == DIGITS:
         size = 32
         if input_shape is not None and len(input_shape) == 3 and input_shape[0]:
             size = int(input_shape[0])
@@ -321,8 +328,8 @@ def load_data(
         )
     else:
         raise InputError(
-            f"data {spec!r} is not understood; expected 'digits', an .npz file with x and y, "
-            "or a folder with one sub-folder of images per class"
+            f"data {spec!r} is not understood; expected 'digits', 'kws', an .npz file with x "
+            "and y, or a folder with one sub-folder of images per class"
         )
     if input_shape is not None:
         check_fits(ds, input_shape)
