@@ -1,0 +1,238 @@
+"""Writes the "kws" section of BENCHMARKS.md: the keyword-spotting task made here, and what
+compression costs on it.
+
+Run: ``python bench/kws.py --out BENCHMARKS.md [--seeds 0 1 2] [--epochs 30]`` (about 25
+minutes per seed on 2 cores).
+
+1. Generation: the default set (``edgekit.data.kws``) made into an empty cache folder in a fresh
+   process (wall time, size of the cached file), then loaded again from the cache.
+2. Per seed, through the pipeline (``edgekit.api.run``, ``data: kws``), one sweep whose
+   candidates share the trained float DS-CNN (the stage cache trains it once):
+   - DS-CNN float, and its full-int8 conversion (no compression stage);
+   - DS-CNN pruned to 80 % sparsity, prune-preserving QAT, full int8;
+   - the small ``tiny_cnn`` distilled from that DS-CNN (``Distill``, T = 4, alpha = 0.9);
+   and a separate run of ``tiny_cnn`` trained on the labels alone, for as many epochs.
+   Every accuracy is on the held-out speakers (voices training never hears), scored on the
+   ``.tflite`` with the real TFLite interpreter for the int8 rows and on the Keras model for the
+   float rows; the latency is the int8 model on the local target, one thread, p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+PRUNE_QAT = "prune80+pqat"
+DISTILL = "distilled tiny_cnn"
+FLOAT = "float"
+
+_GENERATE = """
+import json, sys, time
+t0 = time.perf_counter()
+from edgekit.data.kws import load_arrays
+arrays, path, cached = load_arrays(progress=False)
+print(json.dumps({"seconds": time.perf_counter() - t0, "path": str(path), "cached": cached,
+                  "bytes": path.stat().st_size, "train": len(arrays.y_train),
+                  "test": len(arrays.y_test)}))
+"""
+
+
+def generation(cache: Path) -> list[dict[str, Any]]:
+    """Cold generation into ``cache``, then a cached load, each in a fresh process."""
+    env = {**os.environ, "EDGEKIT_CACHE": str(cache)}
+    out = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", _GENERATE], capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=1800, check=True)
+        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _recipe(model: str, seed: int, epochs: int) -> dict[str, Any]:
+    return {"model": model, "data": "kws", "seed": seed,
+            "train": {"epochs": epochs, "learning_rate": 2e-3, "augment_shift": 0},
+            "stages": [],
+            "convert": {"mode": "int8", "io": "int8", "float32_baseline": False},
+            "bench": {"targets": ["local"], "runs": 100, "warmup": 10, "threads": 1}}
+
+
+def _stage_lists(epochs: int) -> dict[str, list[dict[str, Any]]]:
+    fine = max(2, epochs // 3)
+    return {
+        FLOAT: [],
+        PRUNE_QAT: [{"class_name": "Prune", "config": {"final_sparsity": 0.8, "epochs": fine,
+                                                      "augment_shift": 0}},
+                    {"class_name": "QAT", "config": {"epochs": max(1, fine // 2),
+                                                    "augment_shift": 0}}],
+        DISTILL: [{"class_name": "Distill", "config": {"student": "tiny_cnn", "epochs": epochs,
+                                                      "learning_rate": 2e-3, "augment_shift": 0,
+                                                      "temperature": 4.0, "alpha": 0.9}}],
+    }
+
+
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The float accuracy, the last stage's accuracy, and the int8 model's accuracy/latency."""
+    stages = report["stages"]
+    keras_entries = [e for e in stages if e["kind"] != "tflite"]
+    final = next(e for e in stages if e.get("final"))
+    bench = (final.get("bench") or {}).get("local") or {}
+    latency = (bench.get("latency_ms") or {}).get("p50")
+    return {"float": keras_entries[0]["accuracy"], "last": keras_entries[-1]["accuracy"],
+            "int8": final["accuracy"], "latency_ms": latency, "params":
+            keras_entries[-1].get("params"), "int8_bytes": final["bytes"],
+            "sparsity": keras_entries[-1].get("sparsity")}
+
+
+def run_seed(seed: int, epochs: int, out: Path) -> dict[str, dict[str, Any]]:
+    """The sweep and the plain student for one seed."""
+    import edgekit
+
+    lists = _stage_lists(epochs)
+    recipe = _recipe("ds_cnn", seed, epochs)
+    recipe["sweep"] = {"stages": list(lists.values())}
+    outcome = edgekit.run(recipe, out / f"seed{seed}")
+    rows = {}
+    for (label, _), report in zip(lists.items(), outcome.reports.values(), strict=True):
+        rows[label] = _figures(report)
+    plain = edgekit.run(_recipe("tiny_cnn", seed, epochs), out / f"seed{seed}-tiny")
+    rows["tiny_cnn"] = _figures(plain.report)
+    return rows
+
+
+def _pct(values: list[float]) -> str:
+    mean = 100 * statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:.2f} %"
+    return f"{mean:.2f} ± {100 * statistics.stdev(values):.2f} %"
+
+
+def _pts(values: list[float]) -> str:
+    mean = 100 * statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:+.2f} points"
+    return f"{mean:+.2f} ± {100 * statistics.stdev(values):.2f} points"
+
+
+def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int], col: Any,
+                drop: Any) -> list[str]:
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    ds = statistics.mean(col(FLOAT, "float"))
+    tiny_gap = ds - statistics.mean(col("tiny_cnn", "float"))
+    int8 = statistics.mean(drop(FLOAT))
+    pruned = statistics.mean(drop(PRUNE_QAT))
+    return [
+        f"- DS-CNN float on the held-out speakers in [90 %, 99 %): {100 * ds:.2f} % - "
+        f"{verdict(0.90 <= ds < 0.99)}",
+        f"- tiny_cnn at least 3 points below DS-CNN: {100 * tiny_gap:.2f} points - "
+        f"{verdict(tiny_gap >= 0.03)}",
+        f"- DS-CNN full int8 within 0.5 points of its float: {100 * int8:.2f} - "
+        f"{verdict(int8 <= 0.005)}",
+        f"- 80 % pruned + PQAT int8 within 1.5 points: {100 * pruned:.2f} - "
+        f"{verdict(pruned <= 0.015)}",
+    ]
+
+
+def render(gen: list[dict[str, Any]], results: dict[int, dict[str, dict[str, Any]]],
+           epochs: int, command: str) -> str:
+    """The section's Markdown."""
+    from sections import machine_line
+
+    seeds = sorted(results)
+
+    def col(label: str, key: str) -> list[float]:
+        return [results[s][label][key] for s in seeds]
+
+    def drop(label: str) -> list[float]:
+        return [results[s][FLOAT]["float"] - results[s][label]["int8"] for s in seeds]
+
+    cold, warm = gen
+    lat = [results[s][FLOAT]["latency_ms"] for s in seeds]
+    tiny_lat = [results[s]["tiny_cnn"]["latency_ms"] for s in seeds]
+    lines = [
+        "## Keyword spotting from synthesized speech (issue 13)",
+        "",
+        f"Command: `{command}` ({dt.date.today().isoformat()}; {machine_line()}).",
+        "",
+        f"Data (`data: kws`, the default settings): {cold['train']} training clips, "
+        f"{cold['test']} held-out clips (speakers whose voices training never hears), 12 "
+        f"classes. Made in **{cold['seconds']:.0f} s** on this machine (into an empty cache, "
+        f"fresh process), {cold['bytes'] / 1e6:.1f} MB cached; loaded from the cache in "
+        f"{warm['seconds']:.1f} s.",
+        "",
+        f"Accuracy on the held-out speakers, mean ± std over seeds {seeds} (float models "
+        f"trained {epochs} epochs; pruning {max(2, epochs // 3)}, QAT "
+        f"{max(1, max(2, epochs // 3) // 2)}; the students {epochs}):",
+        "",
+        ("| model | float | full int8 (.tflite) | int8 below DS-CNN float "
+         "| int8 p50, local, 1 thread |"),
+        "|---|---|---|---|---|",
+        f"| DS-CNN ({results[seeds[0]][FLOAT]['params']} params) | "
+        f"{_pct(col(FLOAT, 'float'))} | {_pct(col(FLOAT, 'int8'))} | "
+        f"{_pts(drop(FLOAT))} | {statistics.median(lat):.3f} ms |",
+        f"| DS-CNN 80 % pruned + PQAT | {_pct(col(PRUNE_QAT, 'last'))} (QAT model) | "
+        f"{_pct(col(PRUNE_QAT, 'int8'))} | {_pts(drop(PRUNE_QAT))} | "
+        f"{statistics.median(results[s][PRUNE_QAT]['latency_ms'] for s in seeds):.3f} ms |",
+        f"| tiny_cnn, labels only ({results[seeds[0]]['tiny_cnn']['params']} params) | "
+        f"{_pct(col('tiny_cnn', 'float'))} | {_pct(col('tiny_cnn', 'int8'))} | "
+        f"{_pts(drop('tiny_cnn'))} | {statistics.median(tiny_lat):.3f} ms |",
+        f"| tiny_cnn distilled from DS-CNN | {_pct(col(DISTILL, 'last'))} | "
+        f"{_pct(col(DISTILL, 'int8'))} | {_pts(drop(DISTILL))} | "
+        f"{statistics.median(results[s][DISTILL]['latency_ms'] for s in seeds):.3f} ms |",
+        "",
+        "Distillation gain (distilled minus labels-only tiny_cnn, float, per seed): "
+        + ", ".join(f"{100 * (results[s][DISTILL]['last'] - results[s]['tiny_cnn']['float']):+.2f}"
+                    for s in seeds) + " points.",
+        "",
+        f"The pruned model's weights are {100 * statistics.mean(col(PRUNE_QAT, 'sparsity')):.1f} "
+        "% zero overall: 80 % in the first convolution, the pointwise convolutions and the "
+        "classifier; the depthwise kernels, batch norms and biases stay dense.",
+        "",
+        "Against the issue's goals (mean over the seeds):",
+        "",
+        *_goal_lines(results, seeds, col, drop),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="BENCHMARKS.md to write the section into")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--work", default=None, help="folder for the runs (default: a temp one)")
+    args = parser.parse_args(argv)
+    command = (f"python bench/kws.py --out BENCHMARKS.md --seeds {' '.join(map(str, args.seeds))}"
+               f" --epochs {args.epochs}")
+    with tempfile.TemporaryDirectory(prefix="kws-bench-") as tmp:
+        work = Path(args.work or tmp)
+        t0 = time.perf_counter()
+        gen = generation(work / "cache")
+        os.environ["EDGEKIT_CACHE"] = str(work / "cache")
+        results = {s: run_seed(s, args.epochs, work / "runs") for s in args.seeds}
+        markdown = render(gen, results, args.epochs, command)
+        markdown += f"\n\nWhole benchmark: {(time.perf_counter() - t0) / 60:.0f} min."
+    print(markdown)
+    print(json.dumps(results, indent=1), file=sys.stderr)
+    if args.out:
+        from sections import write_section
+
+        write_section(args.out, "kws", markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
