@@ -281,6 +281,32 @@ def load_image_folder(
     )
 
 
+def load_kws(settings: Any = None, *, progress: bool = True) -> Dataset:
+    """The ``kws`` keyword-spotting set (:mod:`edgekit.data.kws`), held-out speakers as its test.
+
+    Args:
+        settings: A ``KwsSettings`` (default: the generator's defaults).
+        progress: Show a progress bar while it is made (first use only; then it is cached).
+
+    Returns:
+        The dataset; its ``train_indices`` / ``heldout_indices`` index the training samples
+        followed by the held-out ones.
+
+    Raises:
+        InputError: espeak-ng is missing (the message says how to install it) or lacks a voice.
+    """
+    from edgekit.data.kws import CLASS_NAMES, KwsSettings, load_arrays
+
+    chosen = settings if settings is not None else KwsSettings()
+    a, _, _ = load_arrays(chosen, progress=progress)
+    n_train, n_test = len(a.y_train), len(a.y_test)
+    return Dataset(name=KWS, x_train=a.x_train, y_train=a.y_train, x_test=a.x_test,
+                   y_test=a.y_test, train_indices=np.arange(n_train),
+                   heldout_indices=np.arange(n_train, n_train + n_test),
+                   num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES,
+                   split_seed=chosen.seed)
+
+
 def load_data(
     spec: str,
     *,
@@ -306,8 +332,6 @@ def load_data(
     """
     spec = str(spec)
     if spec == KWS:
-        from edgekit.data.kws import load_kws
-
         ds = load_kws()
     elif spec == DIGITS:
         size = 32

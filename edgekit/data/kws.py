@@ -57,7 +57,7 @@ from edgekit.data.kws_synth import (
 )
 
 __all__ = ["CLASS_NAMES", "GENERATOR_VERSION", "KEYWORDS", "KWS", "UNKNOWN_WORDS", "KwsArrays",
-           "KwsSettings", "cache_key", "cache_root", "generate", "load_arrays", "load_kws",
+           "KwsSettings", "cache_key", "cache_root", "generate", "load_arrays",
            "mix_word", "save_npz", "silence_clip"]
 
 KWS = "kws"
@@ -376,7 +376,7 @@ def _write_wavs(root: Path, take: _Take, clips: Sequence[np.ndarray],
 def generate(settings: KwsSettings = KwsSettings(), *,
              wav_dir: str | os.PathLike[str] | None = None, progress: bool = True,
              workers: int | None = None) -> KwsArrays:
-    """Makes the data set (no cache: see :func:`load_kws`).
+    """Makes the data set (no cache: see :func:`load_arrays`).
 
     Args:
         settings: What to make.
@@ -494,28 +494,3 @@ def load_arrays(settings: KwsSettings = KwsSettings(), *, progress: bool = True,
     except OSError as e:
         raise InputError(f"kws cache {str(folder)!r} cannot be written: {e}") from e
     return arrays, path, False
-
-
-def load_kws(settings: KwsSettings = KwsSettings(), *, progress: bool = True) -> Any:
-    """The ``kws`` data set as a :class:`~edgekit.data.Dataset` (held-out speakers as its test).
-
-    Args:
-        settings: What to make.
-        progress: Show a progress bar while it is made.
-
-    Returns:
-        The dataset; its ``train_indices`` / ``heldout_indices`` index the training samples
-        followed by the held-out ones.
-
-    Raises:
-        InputError: espeak-ng is missing or lacks a voice.
-    """
-    from edgekit.data import Dataset
-
-    a, _, _ = load_arrays(settings, progress=progress)
-    n_train, n_test = len(a.y_train), len(a.y_test)
-    return Dataset(name=KWS, x_train=a.x_train, y_train=a.y_train, x_test=a.x_test,
-                   y_test=a.y_test, train_indices=np.arange(n_train),
-                   heldout_indices=np.arange(n_train, n_train + n_test),
-                   num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES,
-                   split_seed=settings.seed)

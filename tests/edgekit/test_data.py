@@ -96,5 +96,5 @@ def test_shape_mismatch_is_a_clear_error():
 
 
 def test_unknown_data_spec():
-    with pytest.raises(InputError, match=r"expected 'digits', an \.npz"):
+    with pytest.raises(InputError, match=r"expected 'digits', 'kws', an \.npz"):
         load_data("imagenet")

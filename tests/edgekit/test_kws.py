@@ -167,7 +167,7 @@ def test_npz_and_wavs_can_be_read_back(tmp_path, small, espeak) -> None:
 @pytest.fixture(scope="module")
 def default_set(espeak):
     """The default set, from the user's cache (made there on first use: about 75 s)."""
-    from edgekit.data.kws import load_kws
+    from edgekit.data import load_kws
 
     return load_kws(progress=False)
 
