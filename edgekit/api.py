@@ -323,7 +323,7 @@ def kws_data(out: PathLike, *, wav_dir: PathLike | None = None, seed: int = 0,
     import time
 
     from device_bench.atomicio import check_parent
-    from edgekit.data.kws import CLASS_NAMES, KwsSettings, generate, load_arrays, save_npz
+    from edgekit.data.kws import CLASS_NAMES, KwsSettings, load_arrays, save_npz
 
     if not str(out).endswith(".npz"):
         raise InputError(f"--out {str(out)!r}: expected a file name ending in .npz")
@@ -332,9 +332,7 @@ def kws_data(out: PathLike, *, wav_dir: PathLike | None = None, seed: int = 0,
                if v is not None}
     settings = dataclasses.replace(KwsSettings(), **changes)
     t0 = time.perf_counter()
-    arrays, cache, cached = load_arrays(settings)
-    if wav_dir is not None:
-        arrays = generate(settings, wav_dir=wav_dir)
+    arrays, cache, cached = load_arrays(settings, wav_dir=wav_dir)
     save_npz(arrays, out)
     return {"out": str(out), "cache": str(cache), "cached": cached,
             "train_samples": len(arrays.y_train), "test_samples": len(arrays.y_test),

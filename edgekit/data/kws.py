@@ -310,13 +310,13 @@ def _takes(settings: KwsSettings, split: str) -> list[_Take]:
             for t in range(count)]
 
 
-def _speak(take: _Take, settings: KwsSettings, exe: str) -> tuple[list[np.ndarray], str]:
-    """The take's words (every keyword, then one unknown word) and the unknown word."""
+def _speak(take: _Take, settings: KwsSettings, exe: str) -> list[np.ndarray]:
+    """The take's words: every keyword, then one unknown word."""
     rng = take.rng(settings.seed, 0)
     rate = int(rng.integers(settings.rate_wpm[0], settings.rate_wpm[1] + 1))
     pitch = int(rng.integers(settings.pitch[0], settings.pitch[1] + 1))
     unknown = UNKNOWN_WORDS[int(rng.integers(len(UNKNOWN_WORDS)))]
-    return synthesize([*KEYWORDS, unknown], take.speaker, rate=rate, pitch=pitch, path=exe), unknown
+    return synthesize([*KEYWORDS, unknown], take.speaker, rate=rate, pitch=pitch, path=exe)
 
 
 def _babble_pool(settings: KwsSettings, split: str, exe: str) -> list[np.ndarray]:
@@ -335,7 +335,7 @@ def _babble_pool(settings: KwsSettings, split: str, exe: str) -> list[np.ndarray
 def _make_take(take: _Take, settings: KwsSettings, exe: str,
                pool: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
     """The clips of one take (every keyword, one unknown word, one silence) and their labels."""
-    words, _ = _speak(take, settings, exe)
+    words = _speak(take, settings, exe)
     rng = take.rng(settings.seed, 1)
     clips = [mix_word(w, rng, settings, pool) for w in words]
     clips.append(silence_clip(rng, settings, pool))
@@ -465,16 +465,19 @@ def _read_npz(path: Path) -> KwsArrays | None:
 
 
 def load_arrays(settings: KwsSettings = KwsSettings(), *, progress: bool = True,
-                cache: str | os.PathLike[str] | None = None) -> tuple[KwsArrays, Path, bool]:
+                cache: str | os.PathLike[str] | None = None,
+                wav_dir: str | os.PathLike[str] | None = None) -> tuple[KwsArrays, Path, bool]:
     """The data set from the cache, made (and cached) on first use.
 
     Args:
         settings: What to make.
         progress: Show a progress bar while it is made.
         cache: The cache folder (default: :func:`cache_root`).
+        wav_dir: Also write every clip as a WAV file (see :func:`generate`). The audio is not
+            cached, so the set is made again (once), and cached when it was not yet.
 
     Returns:
-        (arrays, the cached file, whether it came from the cache).
+        (arrays, the cached file, whether they came from the cache rather than being made).
 
     Raises:
         InputError: espeak-ng is missing or lacks a voice, or the cache cannot be written.
@@ -482,11 +485,12 @@ def load_arrays(settings: KwsSettings = KwsSettings(), *, progress: bool = True,
     key = cache_key(settings)
     folder = Path(cache) if cache is not None else cache_root() / KWS
     path = folder / f"{key}.npz"
-    if path.is_file():
-        found = _read_npz(path)
-        if found is not None:
-            return found, path, True
-    arrays = generate(settings, progress=progress)
+    found = _read_npz(path) if path.is_file() else None
+    if found is not None and wav_dir is None:
+        return found, path, True
+    arrays = generate(settings, progress=progress, wav_dir=wav_dir)
+    if found is not None:  # made again for its audio; the cached file stays as it was
+        return arrays, path, False
     try:
         folder.mkdir(parents=True, exist_ok=True)
         save_npz(arrays, path, with_xy=False)

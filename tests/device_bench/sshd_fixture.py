@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,44 +18,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from apt_packages import ensure_program
 
 SSHD = "/usr/sbin/sshd"
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def _unavailable(reason: str) -> None:
-    if _ci():
-        pytest.fail(f"{reason} (CI=true: the ssh tests must run)")
-    pytest.skip(reason)
-
-
 def ensure_sshd() -> str:
-    """The sshd program, installed with apt-get when missing.
+    """The sshd program (and the ssh client tools), installed with apt-get when missing.
 
     Returns:
         Its path.
     """
-    if os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen"):
-        return SSHD
-    if not shutil.which("apt-get"):
-        _unavailable("openssh-server is not installed and there is no apt-get to install it")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-           "openssh-server", "openssh-client"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
-    if proc.returncode != 0:  # the package lists may be missing: refresh once and retry
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, timeout=600,
-                       check=False)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
-                              check=False)
-    if proc.returncode != 0 or not os.path.exists(SSHD):
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
-        _unavailable(f"cannot install openssh-server with apt-get: {tail[0]}")
-    return SSHD
+    ensure_program("ssh-keygen", "openssh-client")
+    ensure_program("ssh", "openssh-client")
+    return ensure_program(SSHD, "openssh-server")
 
 
 def free_port() -> int:

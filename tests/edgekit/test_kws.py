@@ -130,6 +130,11 @@ def test_cached_on_first_use_keyed_on_the_settings(tmp_path, small, espeak) -> N
     again, _, cached = load_arrays(SMALL, progress=False, cache=tmp_path)
     assert cached is True and np.array_equal(again.x_train, small.x_train)
     assert cache_key(dataclasses.replace(SMALL, seed=3)) != cache_key(SMALL)
+    # Asking for the audio makes the set again (the audio is not cached), to the same arrays.
+    with_audio, _, cached = load_arrays(SMALL, progress=False, cache=tmp_path,
+                                        wav_dir=tmp_path / "wav")
+    assert cached is False and np.array_equal(with_audio.x_train, small.x_train)
+    assert len(list((tmp_path / "wav").rglob("*.wav"))) == len(small.y_train) + len(small.y_test)
     path.write_bytes(b"not an npz")  # a damaged cache file is made again
     _, _, cached = load_arrays(SMALL, progress=False, cache=tmp_path)
     assert cached is False and np.array_equal(np.load(path)["x_train"], small.x_train)
