@@ -6,7 +6,8 @@ Typical use::
 
     samples, indices = select_calibration(x_train, num_samples=200, seed=0)
     blob = convert_keras(model, ConversionConfig(mode=Mode.INT8), representative=samples)
-    result = inspect_tflite(path)              # ops, dtypes, size, full_integer
+    result = inspect_tflite(path)              # ops, dtypes, size, full_integer, macs, params
+    work = keras_work(model)                   # the same MACs, counted from the Keras layers
     check = verify_tflite(path, x_test, y_test, reference=model)
 
 Calibration samples can also come from files, image folders and streams
@@ -57,6 +58,7 @@ from .quant_debug import (
 from .selective import SelectiveResult, format_selective, quick_latency_ms, selective_quantize
 from .to_file import convert_to_file
 from .verify import VerificationResult, run_tflite, verify_tflite
+from .work import format_macs, keras_work, tflite_work
 from .xnnpack_sparse import SparseCheck, check_xnnpack_sparse, format_xnnpack_sparse
 
 __all__ = [
@@ -87,11 +89,13 @@ __all__ = [
     "convert_to_file",
     "debug_layers",
     "format_inspection",
+    "format_macs",
     "format_quant_debug",
     "format_selective",
     "format_xnnpack_sparse",
     "inspect_tflite",
     "is_qat_model",
+    "keras_work",
     "load_calibration_record",
     "model_input_specs",
     "quantize_calibrated",
@@ -101,6 +105,7 @@ __all__ = [
     "save_calibration_record",
     "select_calibration",
     "selective_quantize",
+    "tflite_work",
     "verify_tflite",
     "weight_sparsity",
 ]

@@ -1,4 +1,5 @@
-"""What is inside a ``.tflite`` file: ops, tensor dtypes, I/O quantization, size, weight sparsity.
+"""What is inside a ``.tflite`` file: ops, tensor dtypes, I/O quantization, size, weight sparsity,
+and the work (MACs and parameters, per op and in total: :mod:`.work`).
 
 Reads the flatbuffer with the schema bindings that ship in ``ai_edge_litert``
 (``schema_py_generated``), without TensorFlow and without building an interpreter, so it works on
@@ -14,16 +15,25 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ai_edge_litert import schema_py_generated as schema
 
 from device_bench.sizes import gzip_size
-from edgekit.core.errors import InputError
 
+from .flatbuffer import (
+    _NUMPY_DTYPES,
+    _buffer_bytes,
+    _dtype,
+    _is_constant,
+    _load,
+    _op_name,
+    _quant,
+    _text,
+    _weight_tensor,
+)
 from .result import JsonResult
+from .work import _parsed_work, format_macs
 
 __all__ = [
     "InspectionResult",
@@ -32,28 +42,20 @@ __all__ = [
     "weight_sparsity",
 ]
 
-_TFLITE_IDENTIFIER = b"TFL3"
 _FLOAT_DTYPES = frozenset({"float32", "float16"})
 # Ops whose input 1 is the weight (filter) tensor; TRANSPOSE_CONV's inputs are
 # (output_shape, filter, input, bias), so it is input 1 there too.
 _WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
-_DTYPE_NAMES: dict[int, str] = {
-    v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")
-}
-_OP_NAMES: dict[int, str] = {
-    v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")
-}
-_NUMPY_DTYPES: dict[str, Any] = {
-    "float32": np.float32, "float16": np.float16, "float64": np.float64, "int8": np.int8,
-    "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32,
-    "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64, "bool": np.bool_,
-}
-
 
 @dataclass(frozen=True)
 class InspectionResult(JsonResult):
-    """Static facts about one ``.tflite`` model (see :func:`inspect_tflite`)."""
+    """Static facts about one ``.tflite`` model (see :func:`inspect_tflite`).
+
+    ``macs``/``params`` are the main subgraph's multiply-accumulates and weight parameters
+    (:func:`~edgekit.converters.work.tflite_work`); ``op_work`` lists its ops that count any
+    (``{"index", "op", "macs", "params"}``, graph order).
+    """
 
     path: str
     bytes: int
@@ -66,6 +68,9 @@ class InspectionResult(JsonResult):
     float_io: list[str] = field(default_factory=list)
     full_integer: bool = False
     float_tensors: list[str] = field(default_factory=list)
+    macs: int = 0
+    params: int = 0
+    op_work: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the result as plain JSON-ready data (fresh copies of the lists)."""
@@ -81,94 +86,10 @@ class InspectionResult(JsonResult):
             "float_io": list(self.float_io),
             "full_integer": self.full_integer,
             "float_tensors": list(self.float_tensors),
+            "macs": self.macs,
+            "params": self.params,
+            "op_work": [dict(o) for o in self.op_work],
         }
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    """A parsed model plus the raw bytes its buffers point into."""
-
-    name: str
-    data: bytes
-    model: Any  # schema.ModelT
-
-
-def _load(model: str | os.PathLike[str] | bytes) -> _Parsed:
-    """Reads and parses a ``.tflite`` file (or its bytes); InputError when it is not one."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        name, data = "<bytes>", bytes(model)
-    else:
-        p = Path(model)
-        name = str(p)
-        if not p.is_file():
-            raise InputError(f"model {name!r} does not exist; expected a .tflite file")
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise InputError(f"model {name!r} cannot be read: {e.strerror or e}") from e
-    if len(data) < 8 or data[4:8] != _TFLITE_IDENTIFIER:
-        raise InputError(
-            f"model {name!r} is not a TFLite flatbuffer (expected file identifier TFL3)"
-        )
-    try:
-        parsed = schema.ModelT.InitFromPackedBuf(data, 0)
-    except Exception as e:  # a truncated/corrupt flatbuffer raises struct/index errors
-        raise InputError(f"model {name!r} is a damaged TFLite flatbuffer: {e}") from e
-    if not parsed.subgraphs:
-        raise InputError(f"model {name!r} has no subgraphs")
-    return _Parsed(name=name, data=data, model=parsed)
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _op_name(model: Any, opcode_index: int) -> str:
-    code = model.operatorCodes[opcode_index]
-    builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-    if builtin == schema.BuiltinOperator.CUSTOM:
-        return f"CUSTOM:{_text(code.customCode)}"
-    return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
-
-
-def _dtype(tensor: Any) -> str:
-    return _DTYPE_NAMES.get(int(tensor.type), f"type_{tensor.type}")
-
-
-def _buffer_bytes(parsed: _Parsed, tensor: Any) -> bytes | None:
-    """The constant data behind ``tensor``, or None for activations / empty buffers."""
-    buffers = parsed.model.buffers or []
-    if tensor.buffer <= 0 or tensor.buffer >= len(buffers):
-        return None
-    buf = buffers[tensor.buffer]
-    if buf.data is not None and len(buf.data) > 0:
-        return bytes(np.asarray(buf.data, dtype=np.uint8))
-    if buf.offset > 1 and buf.size > 0:  # large models keep buffers after the flatbuffer
-        return parsed.data[buf.offset : buf.offset + buf.size]
-    return None
-
-
-def _is_constant(parsed: _Parsed, tensor: Any) -> bool:
-    """Whether ``tensor`` is backed by a non-empty buffer (a weight, not an activation)."""
-    buffers = parsed.model.buffers or []
-    if tensor.buffer <= 0 or tensor.buffer >= len(buffers):
-        return False
-    buf = buffers[tensor.buffer]
-    return (buf.data is not None and len(buf.data) > 0) or (buf.offset > 1 and buf.size > 0)
-
-
-def _quant(tensor: Any) -> tuple[Any, Any]:
-    """Returns (scale, zero_point): floats/ints for per-tensor, lists per-channel, None if none."""
-    q = tensor.quantization
-    if q is None or q.scale is None or len(q.scale) == 0:
-        return None, None
-    scales = [float(s) for s in q.scale]
-    zps = [int(z) for z in q.zeroPoint] if q.zeroPoint is not None else [0] * len(scales)
-    if len(scales) == 1:
-        return scales[0], (zps[0] if zps else 0)
-    return scales, zps
 
 
 def _io_entry(tensor: Any) -> dict[str, Any]:
@@ -192,6 +113,8 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
         The inspection. ``float_ops`` lists every op that reads or writes a non-constant
         float32/float16 tensor, ``float_tensors`` those tensors (activations and I/O, not
         weights); ``full_integer`` is true when there are none and no input or output is float.
+        ``macs``, ``params`` and ``op_work`` count the work of the main subgraph
+        (:func:`~edgekit.converters.work.tflite_work`).
 
     Raises:
         InputError: The file is missing, is not a TFLite flatbuffer, or is damaged.
@@ -233,6 +156,7 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
     ops = [
         {"op": op, "count": n} for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
+    work = _parsed_work(parsed)
     return InspectionResult(
         path=parsed.name,
         bytes=len(parsed.data),
@@ -245,21 +169,10 @@ def inspect_tflite(model: str | os.PathLike[str] | bytes) -> InspectionResult:
         float_io=float_io,
         full_integer=not float_ops and not float_io,
         float_tensors=float_tensors,
+        macs=work["macs"],
+        params=work["params"],
+        op_work=[o for o in work["ops"] if o["macs"] or o["params"]],
     )
-
-
-def _weight_tensor(parsed: _Parsed, subgraph: Any, tensor_index: int) -> Any | None:
-    """The constant tensor behind a filter input, following a DEQUANTIZE (float16 models)."""
-    tensors = subgraph.tensors or []
-    t = tensors[tensor_index]
-    if _is_constant(parsed, t):
-        return t
-    for op in subgraph.operators or []:
-        outs = op.outputs if op.outputs is not None else []
-        if tensor_index in list(outs) and _op_name(parsed.model, op.opcodeIndex) == "DEQUANTIZE":
-            src = tensors[op.inputs[0]]
-            return src if _is_constant(parsed, src) else None
-    return None
 
 
 def _count_zeros(values: np.ndarray, tensor: Any) -> int:
@@ -362,6 +275,7 @@ def format_inspection(
         f"size       {result.bytes} bytes ({kb:.1f} KiB), gzip -9 {result.gzip_bytes} bytes "
         f"({gz:.1f} KiB)",
         f"integer    {'full integer' if result.full_integer else 'NOT full integer'}",
+        f"work       {format_macs(result.macs)} MACs ({result.macs:,}), {result.params:,} params",
         "",
         "ops (histogram)",
     ]
@@ -370,6 +284,12 @@ def format_inspection(
     for o in result.ops:
         bar = "#" * max(1, round(30 * o["count"] / most))
         lines.append(f"  {o['op']:<{width}}  {o['count']:>4}  {bar}")
+    if result.op_work:
+        lines += ["", "work per op (MACs per inference; ops that count none are left out)"]
+        for o in result.op_work:
+            share = f"{100 * o['macs'] / result.macs:5.1f}%" if result.macs else "  n/a"
+            lines.append(f"  #{o['index']:<4} {o['op']:<{width}}  {o['macs']:>13,} MACs  {share}"
+                         f"  {o['params']:>9,} params")
     lines += ["", "tensors    " + ", ".join(f"{k}: {v}" for k, v in result.tensors.items()), ""]
     lines.append("inputs / outputs")
     for kind, entries in (("in ", result.inputs), ("out", result.outputs)):

@@ -50,7 +50,7 @@ from edgekit.core._native import quiet_native_stderr
 from edgekit.core.errors import InputError
 
 from .calibration_sources import model_input_specs
-from .inspection import _load, _op_name, _quant, _text
+from .flatbuffer import _load, _op_name, _quant, _text
 from .modes import (
     ConversionConfig,
     IOType,

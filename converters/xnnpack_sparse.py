@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .inspection import _NUMPY_DTYPES, _buffer_bytes, _dtype, _is_constant, _load, _op_name
+from .flatbuffer import _NUMPY_DTYPES, _buffer_bytes, _dtype, _is_constant, _load, _op_name
 from .result import JsonResult
 
 __all__ = ["SparseCheck", "check_xnnpack_sparse", "format_xnnpack_sparse"]

@@ -7,7 +7,9 @@
 
 Numbers compare as ``{"a", "b", "delta", "rel"}`` with ``delta = b - a`` and ``rel = delta / a``
 (None when either side is missing or ``a`` is 0). Accuracies are fractions in the dict and shown in
-points (percentage points) in the text; sizes are bytes in the dict and KiB in the text.
+points (percentage points) in the text; sizes are bytes in the dict and KiB in the text; MACs
+(multiply-accumulates per inference) and parameters are counts (None for a report written before
+the work was counted).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from edgekit.report_types import Report, TfliteEntry
 REPORT_SCHEMA = "edgekit.report/1"  # same as edgekit.report_types.SCHEMA
 SCHEMA = "edgekit.compare/1"
 LATENCY_STATS = ("p50", "p90", "p99")
-_FINAL_NUMBERS = ("accuracy", "float_accuracy", "accuracy_drop_points", "bytes", "gzip_bytes")
+_FINAL_NUMBERS = ("accuracy", "float_accuracy", "accuracy_drop_points", "bytes", "gzip_bytes",
+                  "macs", "params")
 
 
 # ---------------------------------------------------------------- loading
@@ -138,7 +141,8 @@ def compare_reports(a: Report | dict[str, Any], b: Report | dict[str, Any]) -> d
         ``{"schema": "edgekit.compare/1", "final": {...}, "latency": {target: {stat: ...}},
         "ops": {"added", "removed", "changed", "unchanged"}, "stages": {name: {"accuracy"}},
         "budgets": [...], "passed": {...}}``. ``final`` holds numbers for accuracy,
-        float_accuracy, accuracy_drop_points, bytes and gzip_bytes and ``{"a", "b", "changed"}``
+        float_accuracy, accuracy_drop_points, bytes, gzip_bytes, macs and params (the final
+        ``.tflite``'s MACs and parameters) and ``{"a", "b", "changed"}``
         for artefact and full_integer. ``latency`` covers the targets benched in either run
         (final ``.tflite``; p50, p90, p99 in ms). ``stages`` covers stage names present in both.
         ``budgets`` lists only budgets whose pass/fail differs, as ``{"name", "a", "b"}`` with
@@ -198,6 +202,8 @@ def _fmt_value(v: Any, unit: str) -> str:
         return f"{v / 1024.0:.2f} KiB"
     if unit == "ms":
         return f"{v:.4g} ms"
+    if unit == "count":
+        return f"{v:,}"
     return str(v)
 
 
@@ -213,6 +219,8 @@ def _fmt_change(item: dict[str, Any], unit: str) -> str:
         text = f"{delta / 1024.0:+.2f} KiB"
     elif unit == "ms":
         text = f"{delta:+.4g} ms"
+    elif unit == "count":
+        text = f"{delta:+,}"
     else:
         text = f"{delta:+d}" if isinstance(delta, int) else f"{delta:+.4g}"
     rel = item.get("rel")
@@ -239,6 +247,8 @@ def _rows(diff: dict[str, Any]) -> list[tuple[str, str, str, str, bool]]:
     number("accuracy drop", final["accuracy_drop_points"], "drop")
     number("size", final["bytes"], "KiB")
     number("gzip size", final["gzip_bytes"], "KiB")
+    number("MACs", final["macs"], "count")
+    number("params", final["params"], "count")
     value("full integer", final["full_integer"])
     for target, stats in diff["latency"].items():
         for stat, item in stats.items():

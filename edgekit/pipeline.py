@@ -40,6 +40,7 @@ from edgekit.converters import (
     convert_to_file,
     inspect_tflite,
     is_qat_model,
+    keras_work,
     model_input_specs,
     verify_tflite,
     weight_sparsity,
@@ -208,10 +209,13 @@ class Pipeline:
             return None
         cached, finished = hit
         path = place(cached, dest)
-        entry = replace(finished, reused=os.path.relpath(cached, self.out))
+        model = load_model(path)
+        # A record written before the work was counted: count it from the saved model.
+        macs = finished.macs if finished.macs is not None else keras_work(model)["macs"]
+        entry = replace(finished, reused=os.path.relpath(cached, self.out), macs=macs)
         self.entries.append(entry)
         self.log(f"{entry.name}: reused finished stage ({entry.reused})")
-        return load_model(path), entry
+        return model, entry
 
     # -- stages ---------------------------------------------------------------------------
     def resolve_inputs(self) -> tuple[keras.Model, Dataset, bool]:
@@ -276,20 +280,23 @@ class Pipeline:
         details: dict[str, Any], t0: float,
     ) -> KerasEntry:
         acc = accuracy(model, data.x_test, data.y_test)
+        work = keras_work(model)
         entry = KerasEntry(
             name=name,
             kind=kind,
             artefact=path.name,
             accuracy=round(acc, 6),
             **file_sizes(path),
-            params=int(model.count_params()),
+            params=work["params"],
+            macs=work["macs"],
             sparsity=overall_sparsity(model),
             layer_sparsity=kernel_sparsity(model),
             details=details,
             seconds=round(time.perf_counter() - t0, 2),
         )
         self.entries.append(entry)
-        self.log(f"{name}: held-out accuracy {acc:.2%}, sparsity {entry.sparsity}")
+        self.log(f"{name}: held-out accuracy {acc:.2%}, sparsity {entry.sparsity}, "
+                 f"{work['macs']:,} MACs")
         return entry
 
     def _compress(self, plan: RunPlan, model: keras.Model, data: Dataset
@@ -359,6 +366,8 @@ class Pipeline:
             "accuracy": verification.accuracy,
             "bytes": inspection.bytes,
             "gzip_bytes": inspection.gzip_bytes,
+            "macs": inspection.macs,
+            "params": inspection.params,
             "calibration": calibration,
             "verification": verification.to_dict(),
             "inspection": inspection.to_dict(),
@@ -369,7 +378,7 @@ class Pipeline:
         }, f"{name} entry")
         self.log(f"{name}: held-out accuracy {verification.accuracy:.2%}, "
                  f"top-1 agreement with Keras {verification.top1_agreement:.2%}, "
-                 f"{inspection.bytes} bytes")
+                 f"{inspection.bytes} bytes, {inspection.macs:,} MACs")
         return path, entry
 
     def _bench(self, path: Path) -> dict[str, BenchResult]:

@@ -1,9 +1,11 @@
 """The pipeline report (``edgekit.report/1``): JSON for scripts, Markdown for people.
 
 One entry per stage (float, each compression stage, each ``.tflite``) with its artefact, held-out
-accuracy, size raw/gzip and sparsity; ``.tflite`` entries add verification, inspection and bench
-results. Budgets are evaluated against the final ``.tflite`` and the float model. The report is a
-:class:`~edgekit.report_types.Report` (its ``to_dict()`` is report.json).
+accuracy, size raw/gzip, sparsity and work (MACs, parameters); ``.tflite`` entries add
+verification, inspection and bench results, and whether they ran slower than a ``.tflite`` made
+before them (:mod:`edgekit.report_work`: "where the speed went"). Budgets are evaluated against
+the final ``.tflite`` and the float model. The report is a :class:`~edgekit.report_types.Report`
+(its ``to_dict()`` is report.json).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edgekit.converters.work import format_macs
 from edgekit.core.errors import InputError
 from edgekit.data import Dataset
 from edgekit.recipe import Budgets, Recipe
@@ -29,6 +32,7 @@ from edgekit.report_types import (
     TfliteEntry,
     as_report,
 )
+from edgekit.report_work import speed_markdown, with_slower_than
 
 __all__ = ["SCHEMA", "build_report", "check_budgets", "evaluate_budgets", "render_markdown"]
 
@@ -161,7 +165,7 @@ def build_report(
         seconds=round(seconds, 1),
         recipe=recipe.to_dict(),
         data=DataInfo.from_dict(data.describe(), "data"),
-        stages=tuple(entries),
+        stages=with_slower_than(entries),
         final=FinalSummary(
             artefact=final.artefact,
             accuracy=ta,
@@ -169,6 +173,8 @@ def build_report(
             accuracy_drop_points=_drop_points(fa, ta),
             bytes=final.bytes,
             gzip_bytes=final.gzip_bytes,
+            macs=final.macs,
+            params=final.params,
             full_integer=final.inspection.full_integer,
         ),
         budgets=budgets,
@@ -186,6 +192,10 @@ def _num(v: Any, fmt: str = "{:.3f}") -> str:
 
 def _kb(n: int | None) -> str:
     return "—" if n is None else f"{n / 1024:.1f}"
+
+
+def _count(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}"
 
 
 def _share(v: float | None) -> str:
@@ -221,8 +231,9 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
         "",
         "## Stages",
         "",
-        "| stage | artefact | accuracy | size KiB | gzip KiB | sparsity | p50 ms | p90 ms | CV |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| stage | artefact | accuracy | size KiB | gzip KiB | sparsity | MACs | params | "
+        "p50 ms | p90 ms | CV |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in report.stages:
         bench = next(iter(e.bench.values()), None) if isinstance(e, TfliteEntry) else None
@@ -230,9 +241,11 @@ def render_markdown(report: Report | Mapping[str, Any]) -> str:
         lines.append(
             f"| {e.name} | `{e.artefact}` | {_pct(e.accuracy)} | "
             f"{_kb(e.bytes)} | {_kb(e.gzip_bytes)} | "
-            f"{_pct(e.zero_share)} | {_num(lat and lat.p50)} | {_num(lat and lat.p90)} | "
+            f"{_pct(e.zero_share)} | {format_macs(e.macs)} | {_count(e.params)} | "
+            f"{_num(lat and lat.p50)} | {_num(lat and lat.p90)} | "
             f"{_num(lat and lat.cv, '{:.3f}')} |"
         )
+    lines += speed_markdown(report)
     lines += markdown_lines(report)
     for e in report.tflite_entries:
         v = e.verification

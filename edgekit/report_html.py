@@ -30,6 +30,7 @@ from device_bench.result import BenchResult
 from edgekit.core.errors import InputError
 from edgekit.report_stages import StageNotes, conversion_notes, stage_notes
 from edgekit.report_types import Entry, Report, TfliteEntry, as_report
+from edgekit.report_work import speed_notes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -366,7 +367,8 @@ def _scale(value: float | tuple[float, ...] | int | tuple[int, ...] | None, fmt:
 
 def _stage_row(e: Entry, targets: list[str]) -> list[Cell]:
     row: list[Cell] = [e.name, e.artefact, _num(_pct(e.accuracy)), _num(_kib(e.bytes)),
-                       _num(_kib(e.gzip_bytes)), _num(_pct(e.zero_share))]
+                       _num(_kib(e.gzip_bytes)), _num(_pct(e.zero_share)),
+                       *(_num(NA if n is None else f"{n:,}") for n in (e.macs, e.params))]
     bench = e.bench if isinstance(e, TfliteEntry) else {}
     for t in targets:
         if t in bench:
@@ -378,14 +380,15 @@ def _stage_row(e: Entry, targets: list[str]) -> list[Cell]:
 
 
 def _model_facts(report: Report, targets: list[str]) -> str:
-    headers = ["stage", "artefact", "accuracy", "size KiB", "gzip KiB", "sparsity"]
+    headers = ["stage", "artefact", "accuracy", "size KiB", "gzip KiB", "sparsity", "MACs",
+               "params"]
     for t in targets:
         headers += [f"p50 ms [{t}]", f"p90 ms [{t}]"]
     rows = [_stage_row(e, targets) for e in report.stages]
     classes = ["final" if isinstance(e, TfliteEntry) and e.final else "" for e in report.stages]
     out = ["<h2>Model facts</h2>", "<h3>Stages</h3>", _table(headers, rows, classes),
            '<p class="note">The highlighted row is the final artefact; sparsity is the share of '
-           "zero weights.</p>"]
+           "zero weights; MACs are multiply-accumulates per inference (zero weights count).</p>"]
     tfl = report.tflite_entries
     if not tfl:
         return "\n".join(out)
@@ -572,6 +575,7 @@ def render_html(report: Report | dict[str, Any], sweep: dict[str, Any] | None = 
         for t in targets:
             plots += [_plot_accuracy_latency(report, t, ids[t]), _plot_latency(report, t, ids[t])]
         body = [_header(report), _model_facts(report, targets),
+                _notes_section("Where the speed went", filter(None, [speed_notes(report)])),
                 _notes_section("Compression stages",
                                filter(None, map(stage_notes, report.stages))),
                 _notes_section("Quantization", (n for e in report.tflite_entries

@@ -24,6 +24,7 @@ __all__ = [
     "Inspection",
     "KeptFloat",
     "OpCount",
+    "OpWork",
     "QuantDebug",
     "QuantDebugRow",
     "SelectedModel",
@@ -162,6 +163,25 @@ class FloatOp(ReportRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OpWork(ReportRecord):
+    """The work of one op of the main subgraph (``edgekit.converters.tflite_work``).
+
+    Attributes:
+        index: Op index in the main subgraph.
+        op: Op name.
+        macs: Multiply-accumulates per inference.
+        params: Elements of its constant weight and bias tensors.
+    """
+
+    what = "op work"
+
+    index: int
+    op: str
+    macs: int
+    params: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Inspection(ReportRecord):
     """The ``inspection`` block: ``InspectionResult.to_dict()`` of the ``.tflite``.
 
@@ -177,6 +197,10 @@ class Inspection(ReportRecord):
         float_io: Inputs/outputs that are float.
         full_integer: No float op and no float input/output.
         float_tensors: Every float tensor; absent in reports written before it was recorded.
+        macs: Multiply-accumulates per inference of the main subgraph; absent in reports
+            written before the work was counted (as are ``params`` and ``op_work``).
+        params: Elements of the counted ops' constant weights and biases.
+        op_work: The ops that count MACs or parameters, in graph order.
     """
 
     what = "inspection"
@@ -192,6 +216,9 @@ class Inspection(ReportRecord):
     float_io: tuple[str, ...]
     full_integer: bool
     float_tensors: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
+    macs: int | None = field(default=None, metadata=OMIT_NONE)
+    params: int | None = field(default=None, metadata=OMIT_NONE)
+    op_work: tuple[OpWork, ...] | None = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,12 @@ the contract. One entry per stage, in run order::
 
     KerasEntry   the float model and each compression stage (kind: float, Prune, QAT, ...)
     TfliteEntry  each .tflite (kind: tflite): conversion, calibration, verification, inspection,
-                 weight_sparsity, [quant_debug], [selective], bench per target, [final]
+                 weight_sparsity, [quant_debug], [selective], bench per target, [slower_than],
+                 [final]
+
+Every entry counts its work: ``macs`` (multiply-accumulates per inference) and ``params``
+(``edgekit.converters.keras_work`` / ``tflite_work``); a ``.tflite`` entry that runs slower on a
+target than a ``.tflite`` of a model it was made from says so in ``slower_than``.
 
 A stage's ``details`` stay a plain JSON mapping: each stage owns what it records. Every field is
 documented in ``docs/schemas/report.md``. No TensorFlow here: report readers (HTML, comparison,
@@ -44,6 +49,7 @@ __all__ = [
     "HostInfo",
     "KerasEntry",
     "Report",
+    "SlowerThan",
     "TfliteEntry",
     "as_report",
 ]
@@ -106,6 +112,8 @@ class KerasEntry(ReportRecord):
         bytes: Size of the file (or folder).
         gzip_bytes: Its size after gzip level 9.
         params: Parameters.
+        macs: Multiply-accumulates per inference at batch 1 (``keras_work``); absent in reports
+            written before the work was counted.
         sparsity: Share of zeros over all Conv/Dense kernels (None: no kernels).
         layer_sparsity: Share of zeros per kernel layer.
         details: What the stage did (stage-specific JSON; see each stage).
@@ -123,6 +131,7 @@ class KerasEntry(ReportRecord):
     bytes: int
     gzip_bytes: int
     params: int
+    macs: int | None = field(default=None, metadata=OMIT_NONE)
     sparsity: float | None
     layer_sparsity: Mapping[str, float | None]
     details: Mapping[str, Any]
@@ -141,6 +150,27 @@ class KerasEntry(ReportRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SlowerThan(ReportRecord):
+    """A ``.tflite`` ran slower on a target than an earlier one it was made from.
+
+    Attributes:
+        than: The faster entry's name (``float32``: the float model converted as it was).
+        target: The target spec both ran on.
+        p50_ms: This entry's p50 latency there.
+        than_p50_ms: The faster entry's p50 there.
+        ratio: ``p50_ms / than_p50_ms`` (above 1), 4 decimals.
+    """
+
+    what = "slower_than"
+
+    than: str
+    target: str
+    p50_ms: float
+    than_p50_ms: float
+    ratio: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class TfliteEntry(ReportRecord):
     """A converted ``.tflite``: the float32 baseline or the deliverable (``final``).
 
@@ -153,6 +183,9 @@ class TfliteEntry(ReportRecord):
         accuracy: Held-out accuracy of the ``.tflite`` (the verification's).
         bytes: Size.
         gzip_bytes: Size after gzip level 9.
+        macs: Multiply-accumulates per inference of its main subgraph (``tflite_work``);
+            absent in reports written before the work was counted (as is ``params``).
+        params: Elements of the constant weights and biases of its counted ops.
         calibration: The calibration record (None: the mode needs none).
         verification: Against the Keras model on the held-out split.
         inspection: Ops, dtypes, I/O quantization.
@@ -161,6 +194,8 @@ class TfliteEntry(ReportRecord):
         selective: Selective quantization (int8 with ``max_accuracy_drop``), or why it was
             skipped; absent otherwise.
         bench: One ``edgekit.bench/1`` result per target spec.
+        slower_than: Each earlier ``.tflite`` of a model this one was made from that ran faster
+            on a target (higher p50 here); empty when none did; absent in older reports.
         seconds: Wall time of conversion, verification and inspection (not the bench).
         final: True on the deliverable; the key is absent on the other entries.
     """
@@ -175,6 +210,8 @@ class TfliteEntry(ReportRecord):
     accuracy: float | None
     bytes: int
     gzip_bytes: int
+    macs: int | None = field(default=None, metadata=OMIT_NONE)
+    params: int | None = field(default=None, metadata=OMIT_NONE)
     calibration: Calibration | None
     verification: Verification
     inspection: Inspection
@@ -182,6 +219,7 @@ class TfliteEntry(ReportRecord):
     quant_debug: QuantDebug | None = field(default=None, metadata=OMIT_NONE)
     selective: Selective | SelectiveSkipped | None = field(default=None, metadata=OMIT_NONE)
     bench: Mapping[str, BenchResult] = field(default_factory=dict)
+    slower_than: tuple[SlowerThan, ...] | None = field(default=None, metadata=OMIT_NONE)
     seconds: float
     final: bool = field(default=False, metadata=OMIT_FALSE)
 
@@ -245,6 +283,9 @@ class FinalSummary(ReportRecord):
         accuracy_drop_points: 100 x (float - final), 4 decimals (None when either is missing).
         bytes: Its size.
         gzip_bytes: Its size after gzip.
+        macs: Its multiply-accumulates per inference; absent in reports written before the work
+            was counted (as is ``params``).
+        params: Its weight and bias parameters.
         full_integer: No float op and no float input/output.
     """
 
@@ -256,6 +297,8 @@ class FinalSummary(ReportRecord):
     accuracy_drop_points: float | None
     bytes: int
     gzip_bytes: int
+    macs: int | None = field(default=None, metadata=OMIT_NONE)
+    params: int | None = field(default=None, metadata=OMIT_NONE)
     full_integer: bool
 
 

@@ -23,6 +23,7 @@ from edgekit.converters import (
     Mode,
     convert_keras,
     inspect_tflite,
+    keras_work,
     run_tflite,
     select_calibration,
     verify_tflite,
@@ -88,6 +89,8 @@ def test_demo_cnn_every_mode(demo, demo_calibration, digits16, mode, io, tmp_pat
     blob = convert_keras(demo, config(mode, io), demo_calibration)
     check_mode(blob, mode, io, digits16.x_test[:16], tmp_path)
     capsys.readouterr()
+    # Every mode computes the same convolutions: the .tflite counts the Keras model's MACs.
+    assert inspect_tflite(blob).macs == keras_work(demo)["macs"] > 0
 
 
 def test_demo_cnn_uint8_end_to_end(demo, demo_calibration, digits16):
@@ -130,6 +133,7 @@ def test_keras_applications_mobilenet_every_mode(mobilenet, mode, io, tmp_path, 
     blob = convert_keras(model, config(mode, io), x[:16])
     check_mode(blob, mode, io, x[16:24], tmp_path)
     capsys.readouterr()
+    assert inspect_tflite(blob).macs == keras_work(model)["macs"] == 834688
     if mode in ("float32", "float16"):  # softmax outputs; float16 weights drift a little
         np.testing.assert_allclose(run_tflite(blob, x[16:24]), model.predict(x[16:24], verbose=0),
                                    atol=1e-4 if mode == "float32" else 0.05)

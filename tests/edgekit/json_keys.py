@@ -9,7 +9,9 @@ bench results (``tests/device_bench/data/bench_keys.json``). The structure of
 - a scalar is its JSON type: ``"string"``, ``"number"``, ``"boolean"`` or ``"null"``.
 
 An object at an *opaque* path (one that another module owns: a stage's ``details``, the
-recipe, the bench options) is ``"object"``: its keys are pinned by that module's own tests.
+recipe, the bench options) is ``"object"``: its keys are pinned by that module's own tests. An
+array at an opaque path is ``"array"``: one whose length depends on the run (``slower_than``,
+empty unless a ``.tflite`` ran slower than another), its items pinned by their own tests.
 Paths are tuples of keys; ``"[]"`` stands for any item of an array and ``"*"`` for any key.
 
 Run as a script to derive the golden files from a run folder::
@@ -26,8 +28,10 @@ from typing import Any
 
 Path_ = tuple[str, ...]
 
-# Objects owned by other modules (their round-trips are tested there).
-REPORT_OPAQUE: tuple[Path_, ...] = (("recipe",), ("stages", "[]", "details"))
+# Objects owned by other modules (their round-trips are tested there), and arrays whose items
+# depend on the run's timings (tests/edgekit/test_report_work.py pins their keys).
+REPORT_OPAQUE: tuple[Path_, ...] = (("recipe",), ("stages", "[]", "details"),
+                                    ("stages", "[]", "slower_than"))
 BENCH_OPAQUE: tuple[Path_, ...] = (("options",), ("energy", "detail"))
 # Facts of the machine the run happened on: null where this machine cannot tell (no cpufreq, no
 # thermal zone, no vcgencmd), a value elsewhere. Compared as "null or a scalar".
@@ -77,6 +81,8 @@ def key_structure(value: Any, opaque: tuple[Path_, ...] = (), path: Path_ = ()) 
             return "object"
         return {k: key_structure(v, opaque, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
+        if any(_matches(path, p) for p in opaque):
+            return "array"
         items: list[Any] = []
         for item in value:
             s = key_structure(item, opaque, (*path, "[]"))

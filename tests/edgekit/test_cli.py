@@ -19,18 +19,25 @@ def test_inspect_require_int8_passes_int8_and_fails_float(fast_run, capsys, cli)
     assert cli(["inspect", str(out / "model_int8.tflite"), "--require-int8"]) == 0
     text = capsys.readouterr().out
     assert "CONV_2D" in text and "FULLY_CONNECTED" in text
+    assert "\nwork       " in text and " MACs (" in text and "work per op" in text
     assert cli(["inspect", str(out / "float32.tflite"), "--require-int8"]) == 1
     err = capsys.readouterr().err
     assert "not full-integer" in err and "CONV_2D" in err
 
 
 def test_inspect_json(fast_run, tmp_path, cli):
-    out, _ = fast_run
+    out, report = fast_run
     dest = tmp_path / "i.json"
     assert cli(["inspect", str(out / "model_int8.tflite"), "--json-out", str(dest)]) == 0
     data = json.loads(dest.read_text())
     assert data["full_integer"] is True and data["inputs"][0]["dtype"] == "int8"
     assert len(data["weight_sparsity"]) == 5
+    # The work: the same count the report has for the .tflite and for its Keras source (qat).
+    final, qat = report["stages"][-1], report["stages"][2]
+    assert data["macs"] == final["macs"] == qat["macs"] > 0
+    assert data["macs"] == sum(o["macs"] for o in data["op_work"])
+    assert data["params"] == final["params"] == sum(o["params"] for o in data["op_work"])
+    assert {o["op"] for o in data["op_work"]} == {"CONV_2D", "FULLY_CONNECTED"}
 
 
 def test_bench_writes_schema_json(fast_run, tmp_path, capsys, cli):

@@ -89,7 +89,7 @@ def test_format_lists_changes_first_with_signs_and_units(demo):
     for unchanged in ("gzip size", "p90 latency [local]", "stage qat accuracy", "op CONV_2D"):
         assert unchanged not in lines
     assert len([v for v in lines.values() if v and not v.startswith(("what", "-", "Comp"))]) == 5
-    assert rest.strip() == "16 of 21 items."
+    assert rest.strip() == "18 of 23 items."
 
 
 def test_budget_flips_and_removed_ops(demo):
@@ -185,3 +185,24 @@ def test_bad_inputs_are_input_errors(demo):
         compare_reports(demo, None)
     with pytest.raises(InputError, match="compare_reports"):
         format_comparison(demo, "a", "b")
+
+
+def test_macs_and_params_of_the_final_model(demo):
+    a, b = copy.deepcopy(demo), copy.deepcopy(demo)
+    a["final"].update(macs=6144, params=1619)
+    b["final"].update(macs=3072, params=900)
+    diff = compare_reports(a, b)
+    assert diff["final"]["macs"] == {"a": 6144, "b": 3072, "delta": -3072, "rel": -0.5}
+    assert diff["final"]["params"] == {"a": 1619, "b": 900, "delta": -719,
+                                       "rel": pytest.approx(-719 / 1619)}
+    text = format_comparison(diff, "a", "b")
+    lines = {line.split("  ")[0].strip(): line for line in text.splitlines()}
+    assert re.search(r"6,144\s+3,072\s+-3,072 \(-50\.0 %\)$", lines["MACs"])
+    assert re.search(r"1,619\s+900\s+-719 \(-44\.4 %\)$", lines["params"])
+    # A report written before the work was counted has none: not comparable, not zero.
+    old = compare_reports(demo, b)
+    assert old["final"]["macs"] == {"a": None, "b": 3072, "delta": None, "rel": None}
+    assert "not comparable" in format_comparison(old, "old", "new").split("MACs")[1]
+    same = compare_reports(a, copy.deepcopy(a))
+    assert same["final"]["macs"]["delta"] == 0 and "Nothing changed." in format_comparison(
+        same, "a", "a")

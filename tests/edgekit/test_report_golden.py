@@ -10,6 +10,7 @@ read back into the types without a difference.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,35 @@ def test_markdown_and_html_come_from_the_same_report(tiny_run: Path) -> None:
     report = Report.from_dict(_json(tiny_run / "report.json"))
     assert render_markdown(report) == (tiny_run / "report.md").read_text(encoding="utf-8")
     assert render_html(report) == (tiny_run / "report.html").read_text(encoding="utf-8")
+
+
+def test_every_entry_counts_its_work(tiny_run: Path) -> None:
+    report = Report.from_dict(_json(tiny_run / "report.json"))
+    by_name = {e.name: e for e in report.stages}
+    # BN folds into the convs, so parameters differ; the MACs are the same count.
+    assert by_name["float"].macs == by_name["float32"].macs > 0
+    assert by_name["qat"].macs == by_name["model_int8"].macs == by_name["float"].macs
+    assert by_name["float32"].macs == by_name["float32"].inspection.macs
+    assert report.final.macs == report.final_entry.macs
+    assert report.final.params == report.final_entry.params > 0
+    assert all(isinstance(e.slower_than, tuple) for e in report.tflite_entries)
+
+
+def test_a_reused_stage_keeps_its_work(tiny_run: Path, tmp_path: Path) -> None:
+    """Stage records written before the work was counted: the MACs come from the saved model."""
+    from edgekit.pipeline import run_pipeline
+    from edgekit.recipe import Recipe
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    before = [e["macs"] for e in _json(out / "report.json")["stages"][:3]]
+    for record in (out / "stages").glob("*.json"):
+        data = _json(record)
+        del data["entry"]["macs"]
+        record.write_text(json.dumps(data), encoding="utf-8")
+    report = run_pipeline(Recipe.from_dict(TINY_RECIPE), out, log=lambda _msg: None, resume=True)
+    assert [e.get("reused") is not None for e in report["stages"][:3]] == [True] * 3
+    assert [e["macs"] for e in report["stages"][:3]] == before
 
 
 def test_a_changed_key_is_caught_by_the_structure() -> None:

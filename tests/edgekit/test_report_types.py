@@ -129,8 +129,20 @@ def test_selective_run_round_trips_with_quant_debug_selective_and_energy(selecti
     assert report.budgets[2].float_ops and report.failed_budgets == ("require_int8",)
 
 
+def test_a_real_run_counts_the_work_of_every_entry(selective_run) -> None:
+    report = Report.from_dict(selective_run)
+    float_entry, final = report.stages[0], report.final_entry
+    # The outlier MLP: Flatten 64 -> Dense 32 -> Dense 10; the .tflite counts the same MACs.
+    assert float_entry.macs == final.macs == final.inspection.macs == 64 * 32 + 32 * 10
+    assert final.params == final.inspection.params == float_entry.params == 64 * 32 + 32 + 330
+    assert report.final.macs == final.macs and report.final.params == final.params
+    assert [(w.op, w.macs) for w in final.inspection.op_work] == [
+        ("FULLY_CONNECTED", 2048), ("FULLY_CONNECTED", 320)]
+    assert final.slower_than == ()  # no float32 baseline in this run: nothing to be slower than
+
+
 def test_every_record_type_is_in_the_real_reports(selective_run, demo) -> None:
-    variants = [selective_run, demo, _skipped(selective_run), _reused(demo)]
+    variants = [selective_run, demo, _skipped(selective_run), _reused(demo), _slower(demo)]
     seen = {type(r) for v in variants for r in _records(Report.from_dict(v))}
     declared = {cls for module in (report_types, report_tflite)
                 for _, cls in inspect.getmembers(module, inspect.isclass)
@@ -154,6 +166,14 @@ def _skipped(report: dict) -> dict:
     del entry["quant_debug"]
     entry["selective"] = {"skipped": "per-layer debugging / selective quantization skipped: "
                                      "'qat' is a QAT model (it converts with its learned ranges)"}
+    return out
+
+
+def _slower(report: dict) -> dict:
+    """The final .tflite flagged slower than the float32 one (as build_report records it)."""
+    out = copy.deepcopy(report)
+    out["stages"][-1]["slower_than"] = [{"than": "float32", "target": "local", "p50_ms": 0.05,
+                                         "than_p50_ms": 0.030005, "ratio": 1.6664}]
     return out
 
 
