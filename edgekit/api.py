@@ -154,12 +154,13 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
              prune: float | None = None, qat: bool = False, epochs: int | None = None,
              teacher: PathLike | None = None, temperature: float = 4.0,
              distill_alpha: float = 0.9, lowrank: float | None = None,
-             log: Any = print) -> dict[str, Any]:
-    """Factorizes, prunes, distils and/or quantization-aware-trains a Keras model file.
+             channels: float | None = None, importance: str = "l1", scope: str = "layer",
+             round_to: int | None = None, log: Any = print) -> dict[str, Any]:
+    """Channel-prunes, factorizes, prunes, distils and/or quantization-aware-trains a model file.
 
-    Stages run in the order low-rank -> prune -> QAT. With ``teacher``, every stage fine-tunes
-    with the distillation loss against it; with a teacher and no other stage, the model itself
-    is distilled from the teacher (a Distill stage).
+    Stages run in the order channel pruning -> low-rank -> prune -> QAT. With ``teacher``,
+    every stage fine-tunes with the distillation loss against it; with a teacher and no other
+    stage, the model itself is distilled from the teacher (a Distill stage).
 
     Args:
         model: A .keras / .h5 / SavedModel path (Keras 3 files are bridged).
@@ -173,6 +174,11 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
         distill_alpha: Weight of the soft (KL) term; 1 - alpha weighs the labels.
         lowrank: Energy share in (0, 1] kept by an SVD factorization of Dense / 1x1 Conv2D
             kernels (None: no factorization).
+        channels: Share of channels to remove in [0, 1) (a ChannelPrune stage; None: none).
+        importance: ChannelPrune's criterion (``l1``, ``taylor``, ... see
+            edgekit.compress.importance).
+        scope: ChannelPrune's ``layer`` or ``global`` cut.
+        round_to: ChannelPrune's channel rounding (None: the stage's default).
         log: Progress sink.
 
     Returns:
@@ -181,7 +187,7 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     Raises:
         InputError: Nothing to do, a bad output suffix, or bad model / data / folder.
     """
-    from edgekit.compress import QAT, Distill, LowRank, Prune, get_stage
+    from edgekit.compress import QAT, ChannelPrune, Distill, LowRank, Prune, get_stage
     from edgekit.compress.training import accuracy
     from edgekit.core.model_io import load_model
     from edgekit.data import load_data
@@ -189,9 +195,9 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     from edgekit.stage_runner import run_stage
 
     out_path = Path(out)
-    if prune is None and not qat and teacher is None and lowrank is None:
-        raise InputError("nothing to do: give prune=SPARSITY, qat=True, lowrank=ENERGY and/or "
-                         "teacher=MODEL")
+    if prune is None and not qat and teacher is None and lowrank is None and channels is None:
+        raise InputError("nothing to do: give channels=RATIO, prune=SPARSITY, qat=True, "
+                         "lowrank=ENERGY and/or teacher=MODEL")
     if teacher is not None and not Path(teacher).exists():
         raise InputError(f"--teacher {str(teacher)!r} does not exist; expected a model file")
     if qat and out_path.suffix != ".h5":
@@ -200,14 +206,19 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     if out_path.suffix not in (".keras", ".h5"):
         raise InputError(f"--out {str(out)!r} must end in .keras or .h5")
     check_out_dir(out_path.parent)
-    m = load_model(model)
-    ds = load_data(data, input_shape=model_input_shape(m))
     extra: dict[str, Any] = {} if epochs is None else {"epochs": int(epochs)}
     distill = None
     if teacher is not None:
         distill = {"teacher": str(teacher), "temperature": float(temperature),
                    "alpha": float(distill_alpha)}
+    # Built before anything loads, so a bad option fails at once and writes nothing.
     stages: list[Any] = []
+    if channels is not None:
+        options = {"ratio": channels, "importance": importance, "scope": scope,
+                   "distill": distill, **extra}
+        if round_to is not None:
+            options["round_to"] = round_to
+        stages.append(ChannelPrune.from_config(options))
     if lowrank is not None:
         stages.append(LowRank(energy=float(lowrank), distill=distill, **extra))
     if prune is not None:
@@ -217,6 +228,8 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     if not stages:
         stages.append(Distill(teacher=str(teacher), temperature=float(temperature),
                               alpha=float(distill_alpha), **extra))
+    m = load_model(model)
+    ds = load_data(data, input_shape=model_input_shape(m))
     result: dict[str, Any] = {"out": out_path,
                               "float_accuracy": accuracy(m, ds.x_test, ds.y_test), "stages": []}
     log(f"float accuracy {100 * result['float_accuracy']:.2f} %")
@@ -233,7 +246,10 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
             acc = accuracy(m, ds.x_test, ds.y_test)
             result["stages"].append({"stage": stage.to_dict(), "accuracy": acc,
                                      "details": done.details})
-            log(f"{stage.class_name}: held-out accuracy {100 * acc:.2f} %")
+            work = done.details.get("work")
+            cut = (f", MACs {work['before']['macs']:,} -> {work['after']['macs']:,}"
+                   if work else "")
+            log(f"{stage.class_name}: held-out accuracy {100 * acc:.2f} %{cut}")
     return result
 
 

@@ -138,8 +138,10 @@ class EdgekitCLI:
     def compress(self, model: str, data: str = "digits", out: str = "",
                  prune: float | None = None, qat: bool = False, epochs: int | None = None,
                  teacher: str | None = None, temperature: float = 4.0,
-                 distill_alpha: float = 0.9, lowrank: float | None = None) -> None:
-        """Factorizes, prunes, distils and/or quantization-aware-trains a Keras model.
+                 distill_alpha: float = 0.9, lowrank: float | None = None,
+                 channels: float | None = None, importance: str = "l1", scope: str = "layer",
+                 round_to: int | None = None) -> None:
+        """Channel-prunes, factorizes, prunes, distils and/or quantization-aware-trains a model.
 
         Args:
             model: A .keras / .h5 / SavedModel path (Keras 3 files are bridged to tf_keras).
@@ -154,6 +156,12 @@ class EdgekitCLI:
             temperature: Distillation temperature T.
             distill_alpha: Weight of the soft (KL) term; 1 - alpha weighs the labels.
             lowrank: SVD-factorize Dense / 1x1 Conv2D kernels keeping this energy share (0, 1].
+            channels: Remove this share of channels in [0, 1) (whole filters: a smaller dense
+                model), then fine-tune; runs before the other stages.
+            importance: Channel criterion: l1, l2, bn_gamma, taylor, fisher, snip, hessian,
+                activation, apoz.
+            scope: Channel cut per group ("layer") or one threshold over all ("global").
+            round_to: Keep channel counts at multiples of this (default: the stage's).
         """
         from edgekit import api
 
@@ -161,7 +169,9 @@ class EdgekitCLI:
             raise InputError("--out is required: the path of the compressed model")
         result = api.compress(model, out=out, data=data, prune=prune, qat=qat, epochs=epochs,
                               teacher=teacher, temperature=temperature,
-                              distill_alpha=distill_alpha, lowrank=lowrank, log=_print)
+                              distill_alpha=distill_alpha, lowrank=lowrank, channels=channels,
+                              importance=importance, scope=scope, round_to=round_to,
+                              log=_print)
         _print(f"wrote {result['out']}")
 
     def convert(self, model: str, data: str = "digits", out: str = "", mode: str = "int8",

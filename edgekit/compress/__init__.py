@@ -1,4 +1,4 @@
-"""Compression stages: pruning, quantization-aware training, distillation, low-rank factorization.
+"""Compression stages: pruning (weights, channels), QAT, distillation, low-rank factorization.
 
 Every module of this package is imported here, and each stage registers itself in its own module
 (:mod:`edgekit.compress.registry`), so a new stage is one new file. Recipes name a stage by
@@ -23,7 +23,8 @@ from edgekit.compress.registry import (
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-from edgekit.compress.distill import Distill  # noqa: E402  (registered by the loop above)
+from edgekit.compress.channel_prune import ChannelPrune  # noqa: E402  (registered above)
+from edgekit.compress.distill import Distill  # noqa: E402
 from edgekit.compress.lowrank import LowRank  # noqa: E402
 from edgekit.compress.prune import Prune  # noqa: E402
 from edgekit.compress.qat import QAT  # noqa: E402
@@ -33,6 +34,7 @@ STAGES: dict[str, type[SerializableStage]] = {info.name: info.cls for info in st
 __all__ = [
     "QAT",
     "STAGES",
+    "ChannelPrune",
     "Distill",
     "LowRank",
     "Prune",

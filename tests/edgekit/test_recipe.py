@@ -48,7 +48,7 @@ def test_unknown_top_level_key_lists_known_ones():
 
 
 def test_unknown_stage_and_stage_key():
-    known = r"known stages: Distill, LowRank, Prune, QAT"
+    known = r"known stages: ChannelPrune, Distill, LowRank, Prune, QAT"
     with pytest.raises(InputError, match=rf"unknown stage 'Distil'; {known}"):
         stage_from_dict({"class_name": "Distil"})
     with pytest.raises(InputError, match=r"unknown key\(s\) \['sparsity'\] in Prune config"):

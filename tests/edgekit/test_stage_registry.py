@@ -21,6 +21,8 @@ SAMPLES = {
     "QAT": {"epochs": 1, "augment_shift": 0},
     "Distill": {"epochs": 1, "augment_shift": 0, "temperature": 2.0},
     "LowRank": {"rank": 4, "energy": None, "min_params": 64, "epochs": 1, "augment_shift": 0},
+    "ChannelPrune": {"ratio": 0.5, "importance": "taylor", "batches": 2, "epochs": 1,
+                     "augment_shift": 0},
 }
 
 
