@@ -7,6 +7,7 @@ file is written atomically, so a failed run never leaves a half-written artefact
     OUT/float.keras                    trained (or loaded) float model
     OUT/<stage>.keras|.h5              one per compression stage (QAT models are .h5)
     OUT/float32.tflite                 float baseline (convert.float32_baseline)
+    OUT/int8_dense.tflite              the float model in int8, when stages ran (int8_baseline)
     OUT/model_<mode>.tflite            the deliverable
     OUT/model_<mode>.calibration.json  calibration sample indices and seed
     OUT/bench/<model>.<target>.json    edgekit.bench/1 results
@@ -337,7 +338,8 @@ class Pipeline:
         self.log(f"convert {source} -> {path.name} ({config.mode.value})")
         options: dict[str, Any] = {}
         skipped = None
-        if config.mode == Mode.INT8 and (spec.max_accuracy_drop is not None or spec.debug_layers):
+        if planned.final and config.mode == Mode.INT8 and (spec.max_accuracy_drop is not None
+                                                          or spec.debug_layers):
             if is_qat_model(model):
                 skipped = (f"per-layer debugging / selective quantization skipped: {source!r} is "
                            "a QAT model (it converts with its learned ranges)")
@@ -432,7 +434,9 @@ class Pipeline:
             self.log(note)
         config = r.convert.conversion_config()
         for planned in plan.conversions:
-            conversion = config if planned.final else ConversionConfig(mode=Mode(planned.mode))
+            # The dense int8 baseline converts like the deliverable (same io, per-channel).
+            same = planned.final or planned.mode == config.mode.value
+            conversion = config if same else ConversionConfig(mode=Mode(planned.mode))
             path, entry = self._convert(models[planned.source], data, planned, conversion)
             self.entries.append(replace(entry, bench=self._bench(path), final=planned.final))
         report = build_report(r, data, self.entries, seconds=time.perf_counter() - t0)

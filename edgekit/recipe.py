@@ -54,6 +54,9 @@ class ConvertSpec:
         calibration_samples: Representative samples drawn from the training split.
         calibration_seed: Seed of that draw (the chosen indices are saved beside the model).
         float32_baseline: Also convert the float model to float32 TFLite for comparison.
+        int8_baseline: When the deliverable is int8 and compression stages ran, also convert
+            the uncompressed float model to int8 (``int8_dense.tflite``), so the report says
+            what the compression did to the int8 model's work and latency.
         calibration: Where calibration samples come from instead of the training split: a
             ``.npy``/``.npz`` file or an image folder, or ``{source, resize, normalize}`` (see
             ``edgekit.converters.CalibrationSpec``); None = the training split.
@@ -70,6 +73,7 @@ class ConvertSpec:
     calibration_samples: int = 200
     calibration_seed: int = 0
     float32_baseline: bool = True
+    int8_baseline: bool = True
     calibration: str | dict[str, Any] | None = None
     max_accuracy_drop: float | None = None
     debug_layers: bool = False
@@ -89,6 +93,10 @@ class ConvertSpec:
                                  or drop < 0):
             raise InputError(f"convert.max_accuracy_drop must be a number of points >= 0, "
                              f"got {drop!r}")
+        for key in ("float32_baseline", "int8_baseline"):
+            if not isinstance(getattr(self, key), bool):
+                raise InputError(f"convert.{key} must be true or false, got "
+                                 f"{getattr(self, key)!r}")
         if not isinstance(self.debug_layers, bool):
             raise InputError(f"convert.debug_layers must be true or false, got "
                              f"{self.debug_layers!r}")

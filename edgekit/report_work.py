@@ -4,9 +4,9 @@ Every report entry counts its work (``macs``, ``params``: :mod:`edgekit.converte
 module sets each ``.tflite`` beside two references, when the run made them:
 
 - **float32**: the float model converted as it is (``convert.float32_baseline``), and
-- **dense int8**: the float model, uncompressed, converted to int8 (a run makes it only when the
-  deliverable is int8 and no compression stage ran; otherwise the reference is ``n/a``, never
-  made up).
+- **dense int8**: the float model, uncompressed, converted to int8: the deliverable itself when
+  no compression stage ran, else ``int8_dense.tflite`` (``convert.int8_baseline``, on by
+  default); a run without one says ``n/a``, never a made-up figure.
 
 Ratios are this entry's figure over the reference's: MACs x0.50 is half the work, p50 x0.50
 half the time. A ``.tflite`` whose p50 on a target is higher than that of an earlier ``.tflite``

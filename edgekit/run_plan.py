@@ -68,7 +68,7 @@ class PlannedConversion:
         artefact: Its file in the run folder.
         source: The planned stage whose model it converts.
         mode: The conversion mode (``int8``...).
-        final: It is the deliverable (the other is the float32 baseline).
+        final: It is the deliverable (the others are the float32 and dense int8 baselines).
     """
 
     name: str
@@ -184,6 +184,9 @@ def plan_run(recipe: Recipe) -> RunPlan:
     if recipe.convert.float32_baseline and config.mode is not Mode.FLOAT32:
         conversions.append(PlannedConversion("float32", "float32.tflite", FLOAT,
                                              Mode.FLOAT32.value, False))
+    if recipe.convert.int8_baseline and config.mode is Mode.INT8 and source_name != FLOAT:
+        conversions.append(PlannedConversion("int8_dense", "int8_dense.tflite", FLOAT,
+                                             Mode.INT8.value, False))
     final = f"model_{config.mode.value}"
     conversions.append(PlannedConversion(final, f"{final}.tflite", source_name,
                                          config.mode.value, True))

@@ -34,7 +34,7 @@ def test_final_model_passes_require_int8(demo, cli):
     out, report = demo
     assert cli(["inspect", str(out / "model_int8.tflite"), "--require-int8"]) == 0
     stages = [e["name"] for e in report["stages"]]
-    assert stages == ["float", "prune", "qat", "float32", "model_int8"]
+    assert stages == ["float", "prune", "qat", "float32", "int8_dense", "model_int8"]
     assert report["stages"][2]["details"]["prune_preserving"] is True
 
 

@@ -16,7 +16,8 @@ def test_run_folder_holds_every_artefact_and_no_temp_files(fast_run):
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     expected = {"recipe.yaml", "float.keras", "prune.keras", "qat.h5", "float32.tflite",
                 "model_int8.tflite", "model_int8.calibration.json", "report.json", "report.md",
-                "bench/float32.local.json", "bench/model_int8.local.json"}
+                "bench/float32.local.json", "bench/model_int8.local.json",
+                "int8_dense.tflite", "bench/int8_dense.local.json"}
     assert expected <= names
     assert not [n for n in names if ".tmp" in n]
 
@@ -25,7 +26,11 @@ def test_report_has_every_stage_with_measured_figures(fast_run):
     _, report = fast_run
     assert report["schema"] == "edgekit.report/1"
     assert [e["name"] for e in report["stages"]] == ["float", "prune", "qat", "float32",
-                                                     "model_int8"]
+                                                     "int8_dense", "model_int8"]
+    # The dense int8 baseline is the float model in int8, beside the deliverable.
+    dense = report["stages"][4]
+    assert (dense["source"], dense["conversion"]["mode"], dense.get("final")) == (
+        "float", "int8", None)
     for e in report["stages"]:
         assert 0.0 < e["accuracy"] <= 1.0, e["name"]
         assert e["bytes"] > e["gzip_bytes"] > 0, e["name"]
@@ -33,7 +38,7 @@ def test_report_has_every_stage_with_measured_figures(fast_run):
     assert prune["sparsity"] == pytest.approx(0.8, abs=0.01)
     # Each .tflite names the Keras stage it was converted from.
     assert report["stages"][3]["source"] == "float"
-    assert report["stages"][4]["source"] == "qat"
+    assert report["stages"][5]["source"] == "qat"
     final = report["final"]
     assert final["artefact"] == "model_int8.tflite" and final["full_integer"] is True
     assert final["accuracy_drop_points"] == pytest.approx(

@@ -78,7 +78,8 @@ def test_report_json_has_the_golden_key_structure(tiny_run: Path) -> None:
 def test_bench_json_has_the_golden_key_structure(tiny_run: Path) -> None:
     golden = ordered(relax(_json(BENCH_KEYS), BENCH_MACHINE_FACTS))
     files = sorted((tiny_run / "bench").glob("*.json"))
-    assert [f.name for f in files] == ["float32.local.json", "model_int8.local.json"]
+    assert [f.name for f in files] == ["float32.local.json", "int8_dense.local.json",
+                                       "model_int8.local.json"]
     for f in files:
         assert _bench_shape(_json(f)) == golden, f.name
 
@@ -90,9 +91,9 @@ def test_report_json_reads_back_into_the_types_unchanged(tiny_run: Path) -> None
     assert report.to_dict() == j
     # Same keys in the same order, same values: the file itself comes back.
     assert json.dumps(report.to_dict(), indent=2) + "\n" == text
-    assert [type(e) for e in report.stages] == [KerasEntry] * 3 + [TfliteEntry] * 2
+    assert [type(e) for e in report.stages] == [KerasEntry] * 3 + [TfliteEntry] * 3
     assert report.final_entry is report.stages[-1] and report.final_entry.final
-    assert not report.stages[3].final
+    assert not report.stages[3].final and not report.stages[4].final
 
 
 def test_bench_json_reads_back_unchanged_and_matches_the_report(tiny_run: Path) -> None:

@@ -34,7 +34,8 @@ def test_a_plan_names_every_stage_its_fingerprint_and_artefact() -> None:
         ("qat", "QAT", "qat.h5")]
     assert plan.needs_training is True
     assert [(c.name, c.source, c.mode, c.final) for c in plan.conversions] == [
-        ("float32", "float", "float32", False), ("model_int8", "qat", "int8", True)]
+        ("float32", "float", "float32", False), ("int8_dense", "float", "int8", False),
+        ("model_int8", "qat", "int8", True)]
     assert len(set(plan.fingerprints)) == 3
     # JSON-ready, and the same recipe plans to the same fingerprints.
     assert json.loads(json.dumps(plan.to_dict()))["stages"][1]["stage"]["class_name"] == "Prune"
