@@ -313,8 +313,7 @@ class _Builder:
         """``layer`` reads ``tensor``'s channels through the given ``(weight, width)``."""
         layout = self.layout[id(tensor)]
         for weight, width in weights:
-            self.ref(layout, layer, weight, -2 if weight != "depthwise_kernel" else 2, "in",
-                     width)
+            self.ref(layout, layer, weight, -2, "in", width)
         source = tensor._keras_history.layer
         if _type(source) == "Flatten":  # read the channels where they are still an axis
             source = source._inbound_nodes[0].inbound_layers
@@ -358,6 +357,8 @@ class _Builder:
         out = outputs[0]
         if len(outputs) != 1:
             self.refuse_node(layer, inputs, outputs, f"{kind} has {len(outputs)} outputs")
+        elif getattr(layer, "data_format", None) == "channels_first":
+            self.refuse_node(layer, inputs, outputs, "channels_first data format")
         elif kind in _CONV or kind == "Dense" or kind in _SEPARABLE:
             self.producer(layer, kind, node, inputs[0], out)
         elif kind in _DEPTHWISE:
@@ -421,7 +422,7 @@ class _Builder:
         if layout.repeat > 1:
             self.refuse_node(layer, [tensor], [out], "depthwise on a flattened tensor")
             return
-        self.ref(layout, layer, "depthwise_kernel", 2, "channelwise")
+        self.ref(layout, layer, "depthwise_kernel", -2, "channelwise")
         self.ref(layout, layer, "bias", 0, "channelwise")
         self.set(layer, out, layout)
 

@@ -77,6 +77,16 @@ def squeeze_excite() -> keras.Model:
     return keras.Model(inp, L.Dense(3, name="logits")(x), name="se")
 
 
+def sequence_1d() -> keras.Model:
+    """Conv1D and DepthwiseConv1D (kernels [k, C, ...]: the channel axis is -2 there too)."""
+    inp = keras.Input((20, 4))
+    x = _bn_relu(L.Conv1D(8, 3, padding="same", name="c1")(inp), "c1")
+    x = _bn_relu(L.DepthwiseConv1D(3, padding="same", name="dw")(x), "dw")
+    x = _bn_relu(L.Conv1D(6, 1, name="c2")(x), "c2")
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    return keras.Model(inp, L.Dense(3, name="logits")(x), name="sequence")
+
+
 def mobilenet_v3() -> keras.Model:
     """keras.applications MobileNetV3Small (hard-swish as TFOpLambda, SE blocks, residuals)."""
     return keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None,
@@ -84,7 +94,7 @@ def mobilenet_v3() -> keras.Model:
                                                include_preprocessing=False)
 
 
-ARCHITECTURES = [residual, concatenated, depthwise, squeeze_excite, mobilenet_v3]
+ARCHITECTURES = [residual, concatenated, depthwise, squeeze_excite, sequence_1d, mobilenet_v3]
 
 
 def _random_statistics(model: keras.Model, rng: np.random.Generator) -> None:
