@@ -243,3 +243,15 @@ def test_cli_bad_channel_options_exit_2_and_write_nothing(flags, message, tmp_pa
     assert cli(["compress", str(src), "--out", str(dest), *flags]) == 2
     assert message in _last_error_line(capsys)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_unstructured_pruning_runs_on_what_is_left(tiny_trained_model, digits8):
+    from edgekit.compress import Prune, kernel_sparsity
+
+    cut = ChannelPrune.from_config({"ratio": 0.5, "epochs": 0}).apply(tiny_trained_model,
+                                                                       digits8)
+    pruned = Prune.from_config({"final_sparsity": 0.5, "epochs": 1, "augment_shift": 0}).apply(
+        cut.model, digits8)
+    assert pruned.model.get_layer("conv").filters == 8
+    sparsity = kernel_sparsity(pruned.model)
+    assert min(sparsity.values()) == pytest.approx(0.5, abs=0.02)
