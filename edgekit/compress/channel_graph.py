@@ -29,7 +29,6 @@ group is left dense; the rest of the model is still cut.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -543,7 +542,3 @@ def build_channel_graph(model: keras.Model) -> ChannelGraph:
                          "functional API)")
     return _Builder(model).run()
 
-
-def iter_refs(group: ChannelGroup, roles: tuple[str, ...]) -> Iterator[ParamRef]:
-    """The group's refs with one of ``roles`` (``out``, ``channelwise``, ``in``)."""
-    return (r for r in group.refs if r.role in roles)

@@ -32,7 +32,6 @@ from edgekit.compress.base import StageResult, require_graph_model
 from edgekit.compress.channel_graph import ChannelGraph, ChannelGroup, build_channel_graph
 from edgekit.compress.channel_surgery import remove_channels
 from edgekit.compress.importance import (
-    CRITERIA,
     ScoringContext,
     needs_data,
     parse_importance,
@@ -40,7 +39,7 @@ from edgekit.compress.importance import (
 )
 from edgekit.compress.layer_support import LayerSelectingStage, LayerSelection, flatten_model
 from edgekit.compress.registry import register_stage
-from edgekit.compress.stage_notes import MAX_ROWS, StageNotes, pct, plural
+from edgekit.compress.stage_notes import StageNotes, fine_tune_fact, pct, plural, set_rows
 from edgekit.compress.training import _check_fit_args, accuracy
 from edgekit.converters.work import keras_work
 from edgekit.core._keras import keras
@@ -161,19 +160,15 @@ def _channel_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
                      f"({d.get('samples')} samples).")
     if d.get("folded"):
         facts.append(f"Constant channels folded into the bias of {len(d['folded'])} layer(s).")
-    if "train_accuracy_before_fine_tune" in d:
-        tuned = (f", {pct(d['train_accuracy'])} after {len(d['history'].get('loss', []))} "
-                 "fine-tune epochs" if d.get("history") else " (no fine-tune)")
-        facts.append(f"Training accuracy {pct(d['train_accuracy_before_fine_tune'])} right after "
-                     f"the cut{tuned}.")
+    tuned = fine_tune_fact(d, "the cut")
+    if tuned:
+        facts.append(tuned)
     facts += list(d.get("criterion_notes", []))[:3]
     notes = StageNotes(name, "ChannelPrune", facts, caption="Channel groups: cut and left")
-    notes.headers = ["group", "layers", "channels", "why left"]
     rows = [[n, ", ".join(v["producers"][:3]) + (" ..." if len(v["producers"]) > 3 else ""),
              f"{v['before']} -> {v['after']}", ""] for n, v in groups.items()]
     rows += [[n, "—", "—", why] for n, why in (d.get("left") or {}).items()]
-    notes.rows, notes.more = rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
-    return notes
+    return set_rows(notes, ["group", "layers", "channels", "why left"], rows)
 
 
 @register_stage(notes=_channel_notes)
@@ -330,7 +325,3 @@ class ChannelPrune(LayerSelectingStage):
             details["train_accuracy"] = accuracy(new, data.x_train, data.y_train)
         return StageResult(model=new, details=details)
 
-
-def known_criteria() -> tuple[str, ...]:
-    """The registered importance criteria (for CLI help and errors)."""
-    return CRITERIA.names()

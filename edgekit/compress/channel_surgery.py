@@ -265,8 +265,8 @@ def remove_channels(model: keras.Model, graph: ChannelGraph,
             if ref.role == "in" and ref.weight in _KERNELS:
                 consumed.setdefault(ref.layer, []).append((ref, channels))
     folds: dict[str, np.ndarray] = {}
-    if any(_zero_channels(model.get_layer(p)) is not None
-           and _zero_channels(model.get_layer(p))[channels].any()
+    zero = {p: _zero_channels(model.get_layer(p)) for g in groups.values() for p in g.producers}
+    if any(zero[p] is not None and zero[p][channels].any()
            for name, channels in plan.items() for p in groups[name].producers):
         consts = _channel_constants(model, graph)
         for node in _nodes(model):

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekit.compress.base import SerializableStage, StageResult, require_graph_model
 from edgekit.compress.registry import register_stage
-from edgekit.compress.stage_notes import MAX_ROWS, StageNotes, pct, plural
+from edgekit.compress.stage_notes import StageNotes, fine_tune_fact, plural, set_rows
 from edgekit.compress.training import _check_fit_args, accuracy
 from edgekit.core._keras import keras
 from edgekit.core.errors import InputError
@@ -221,18 +221,14 @@ def _lowrank_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
         f"{plural(len(layers), 'layer')} factorized: {d.get('params_before')} -> "
         f"{d.get('params_after')} parameters.",
     ]
-    if "train_accuracy_before_fine_tune" in d:
-        tuned = (f", {pct(d['train_accuracy'])} after {len(d['history'].get('loss', []))} "
-                 "fine-tune epochs" if d.get("history") else " (no fine-tune)")
-        facts.append(f"Training accuracy {pct(d['train_accuracy_before_fine_tune'])} right "
-                     f"after the factorization{tuned}.")
+    tuned = fine_tune_fact(d, "the factorization")
+    if tuned:
+        facts.append(tuned)
     notes = StageNotes(name, "LowRank", facts, caption="Factorized and skipped layers")
-    notes.headers = ["layer", "rank", "energy kept", "kernel params", "why skipped"]
     rows = [[n, f"{v['rank']} / {v['max_rank']}", f"{v['energy_kept']:.3f}",
              f"{v['params_before']} -> {v['params_after']}", ""] for n, v in layers.items()]
     rows += [[n, "—", "—", "—", why] for n, why in (d.get("skipped") or {}).items()]
-    notes.rows, notes.more = rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
-    return notes
+    return set_rows(notes, ["layer", "rank", "energy kept", "kernel params", "why skipped"], rows)
 
 
 @register_stage(notes=_lowrank_notes)

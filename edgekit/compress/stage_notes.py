@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_ROWS", "StageNotes", "counts_fact", "kib", "left_table", "pct", "plural"]
+__all__ = ["MAX_ROWS", "StageNotes", "counts_fact", "fine_tune_fact", "kib", "left_table", "pct",
+           "plural", "set_rows"]
 
 MAX_ROWS = 20  # table rows shown; the rest are counted, and all are in report.json
 
@@ -91,4 +92,32 @@ def left_table(notes: StageNotes, left: Mapping[str, str],
                   for name, reason in items[:MAX_ROWS]]
     notes.more = max(0, len(items) - MAX_ROWS)
     notes.caption = "Layers with weights that were left as they are"
+    return notes
+
+
+def fine_tune_fact(details: Mapping[str, Any], after: str) -> str | None:
+    """``Training accuracy X right after AFTER, Y after N fine-tune epochs.`` (None if unknown).
+
+    Args:
+        details: The stage's details (``train_accuracy_before_fine_tune``, ``train_accuracy``,
+            ``history``).
+        after: What the first figure follows (``the cut``, ``the factorization``).
+    """
+    if "train_accuracy_before_fine_tune" not in details:
+        return None
+    tuned = (f", {pct(details['train_accuracy'])} after "
+             f"{len(details['history'].get('loss', []))} fine-tune epochs"
+             if details.get("history") else " (no fine-tune)")
+    return (f"Training accuracy {pct(details['train_accuracy_before_fine_tune'])} right after "
+            f"{after}{tuned}.")
+
+
+def set_rows(notes: StageNotes, headers: list[str], rows: list[list[str]]) -> StageNotes:
+    """Fills ``notes``' table with the first :data:`MAX_ROWS` rows and counts the rest.
+
+    Returns:
+        ``notes``.
+    """
+    notes.headers = headers
+    notes.rows, notes.more = rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
     return notes
