@@ -82,7 +82,10 @@ def test_two_targets_one_fails_table_json_and_exit_1(model: Path, tmp_path: Path
     local = next(ln for ln in lines if ln.startswith("local "))
     failed = next(ln for ln in lines if ln.startswith(DEAD_SSH))
     assert "FAILED: " in failed and "FAILED" not in local
-    assert captured.err.strip() == f"edgekit: check failed: 1 of 2 targets failed: {DEAD_SSH}"
+    # a shared machine may add the documented noise warning; every other line is the one error
+    errors = [ln for ln in captured.err.strip().splitlines()
+              if not ln.startswith("device_bench: warning: latency cv")]
+    assert errors == [f"edgekit: check failed: 1 of 2 targets failed: {DEAD_SSH}"]
 
     saved = json.loads(out.read_text())
     assert saved["schema"] == COMPARISON_SCHEMA and saved["model"] == str(model)
