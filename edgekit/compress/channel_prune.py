@@ -15,8 +15,11 @@ int8 kernels. Removing whole channels cuts the work on every target. ``ChannelPr
    ``pruning_ratio``. The kept count of each group is rounded **up** to a multiple of
    ``round_to`` (never below it), because XNNPACK's kernels work in tiles of channels;
 4. rebuilds the model without those channels (:mod:`~edgekit.compress.channel_surgery`, constant
-   channels folded into the next bias) and fine-tunes it, optionally distilled from the model it
-   started from. The output is a plain model: ``Prune``, ``QAT`` and the int8 converter follow.
+   channels folded into the next bias), re-estimates the BatchNormalization statistics on
+   ``recalibrate_bn`` seeded training batches (:mod:`~edgekit.compress.bn_recalibration`: the
+   layers after a cut still hold the unpruned network's statistics) and fine-tunes it,
+   optionally distilled from the model it started from. The output is a plain model:
+   ``Prune``, ``QAT`` and the int8 converter follow.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgekit.compress.base import StageResult, require_graph_model
+from edgekit.compress.bn_recalibration import recalibrate_batch_norm
 from edgekit.compress.channel_graph import ChannelGraph, ChannelGroup, build_channel_graph
 from edgekit.compress.channel_surgery import remove_channels
 from edgekit.compress.importance import (
@@ -158,6 +162,10 @@ def _channel_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
     if d.get("batches"):
         facts.append(f"Scored on {d['batches']} seeded training batches "
                      f"({d.get('samples')} samples).")
+    bn = d.get("bn_recalibration") or {}
+    if bn.get("layers"):
+        facts.append(f"BatchNormalization statistics of {plural(bn['layers'], 'layer')} "
+                     f"re-estimated on {bn['batches']} training batches after the cut.")
     if d.get("folded"):
         facts.append(f"Constant channels folded into the bias of {len(d['folded'])} layer(s).")
     tuned = fine_tune_fact(d, "the cut")
@@ -186,6 +194,8 @@ class ChannelPrune(LayerSelectingStage):
         layers: Which groups to cut, by their producer layers: ``{names, regex, types,
             exclude}`` (None: every group that can be cut).
         batches: Seeded training batches the data-driven criteria read.
+        recalibrate_bn: Training batches over which the BatchNormalization statistics are
+            re-estimated right after the cut (0: keep the unpruned model's statistics).
         epochs: Fine-tuning epochs after the cut (0: none).
         learning_rate: Peak Adam learning rate of the fine-tune.
         batch_size: Samples per step (and per scoring batch).
@@ -204,6 +214,7 @@ class ChannelPrune(LayerSelectingStage):
     round_to: int = DEFAULT_ROUND_TO
     layers: LayerSelection | None = None
     batches: int = 8
+    recalibrate_bn: int = 16
     epochs: int = 10
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -227,7 +238,7 @@ class ChannelPrune(LayerSelectingStage):
                 not isinstance(self.max_layer_ratio, (int, float)) or \
                 not 0.0 < self.max_layer_ratio < 1.0:
             raise InputError(f"max_layer_ratio must be in (0, 1), got {self.max_layer_ratio!r}")
-        for key in ("round_to", "batches", "epochs"):
+        for key in ("round_to", "batches", "recalibrate_bn", "epochs"):
             value = getattr(self, key)
             low = 1 if key == "round_to" else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -283,6 +294,9 @@ class ChannelPrune(LayerSelectingStage):
         if new is flat or not plan:
             new = keras.models.clone_model(flat)
             new.set_weights(flat.get_weights())
+        recalibrated = recalibrate_batch_norm(
+            new, data.x_train, batches=self.recalibrate_bn if any(plan.values()) else 0,
+            batch_size=self.batch_size, seed=self.seed)
         before, after = keras_work(flat), keras_work(new)
         groups = {g.name: {"producers": g.producers, "before": g.size,
                            "after": g.size - len(plan.get(g.name, []))} for g in chosen}
@@ -295,6 +309,7 @@ class ChannelPrune(LayerSelectingStage):
                          "after": sum(v["after"] for v in groups.values())},
             "removed": {n: c for n, c in plan.items()},
             "folded": surgery["folded"],
+            "bn_recalibration": recalibrated,
             "batches": len(ctx.batches()) if len(ctx.x) else 0, "samples": len(ctx.x),
             "criterion_notes": list(dict.fromkeys(ctx.notes)),
             "work": {"before": {"macs": before["macs"], "params": before["params"]},
