@@ -155,7 +155,8 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
              teacher: PathLike | None = None, temperature: float = 4.0,
              distill_alpha: float = 0.9, lowrank: float | None = None,
              channels: float | None = None, importance: str = "l1", scope: str = "layer",
-             round_to: int | None = None, log: Any = print) -> dict[str, Any]:
+             round_to: int | None = None, target: dict[str, Any] | None = None,
+             log: Any = print) -> dict[str, Any]:
     """Channel-prunes, factorizes, prunes, distils and/or quantization-aware-trains a model file.
 
     Stages run in the order channel pruning -> low-rank -> prune -> QAT. With ``teacher``,
@@ -179,6 +180,9 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
             edgekit.compress.importance).
         scope: ChannelPrune's ``layer`` or ``global`` cut.
         round_to: ChannelPrune's channel rounding (None: the stage's default).
+        target: A budget for ChannelPrune's channel search instead of ``channels``
+            (``{latency_ms, on, stat}``, ``{latency_ratio, on}``, ``{instructions_ratio, on}``
+            or ``{macs_ratio}``; see edgekit.compress.search_target).
         log: Progress sink.
 
     Returns:
@@ -186,6 +190,7 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
 
     Raises:
         InputError: Nothing to do, a bad output suffix, or bad model / data / folder.
+        CheckFailed: The channel search could not meet ``target`` (nothing is written).
     """
     from edgekit.compress import QAT, ChannelPrune, Distill, LowRank, Prune, get_stage
     from edgekit.compress.training import accuracy
@@ -195,7 +200,10 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     from edgekit.stage_runner import run_stage
 
     out_path = Path(out)
-    if prune is None and not qat and teacher is None and lowrank is None and channels is None:
+    if channels is not None and target is not None:
+        raise InputError("give channels=RATIO or a target (--target-...), not both")
+    if prune is None and not qat and teacher is None and lowrank is None and channels is None \
+            and target is None:
         raise InputError("nothing to do: give channels=RATIO, prune=SPARSITY, qat=True, "
                          "lowrank=ENERGY and/or teacher=MODEL")
     if teacher is not None and not Path(teacher).exists():
@@ -213,9 +221,9 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
                    "alpha": float(distill_alpha)}
     # Built before anything loads, so a bad option fails at once and writes nothing.
     stages: list[Any] = []
-    if channels is not None:
-        options = {"ratio": channels, "importance": importance, "scope": scope,
-                   "distill": distill, **extra}
+    if channels is not None or target is not None:
+        options = {"importance": importance, "scope": scope, "distill": distill, **extra,
+                   **({"ratio": channels} if target is None else {"target": target})}
         if round_to is not None:
             options["round_to"] = round_to
         stages.append(ChannelPrune.from_config(options))

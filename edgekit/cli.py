@@ -140,7 +140,11 @@ class EdgekitCLI:
                  teacher: str | None = None, temperature: float = 4.0,
                  distill_alpha: float = 0.9, lowrank: float | None = None,
                  channels: float | None = None, importance: str = "l1", scope: str = "layer",
-                 round_to: int | None = None) -> None:
+                 round_to: int | None = None, target_latency_ms: float | None = None,
+                 target_latency_ratio: float | None = None,
+                 target_instructions_ratio: float | None = None,
+                 target_macs_ratio: float | None = None, on: str | None = None,
+                 stat: str = "p50", threads: int = 1) -> None:
         """Channel-prunes, factorizes, prunes, distils and/or quantization-aware-trains a model.
 
         Args:
@@ -162,16 +166,40 @@ class EdgekitCLI:
                 activation, apoz.
             scope: Channel cut per group ("layer") or one threshold over all ("global").
             round_to: Keep channel counts at multiples of this (default: the stage's).
+            target_latency_ms: Instead of --channels, search per-group channel counts until
+                the int8 model runs within this many ms on --on (measured there).
+            target_latency_ratio: ... within this share of the dense int8 model's latency.
+            target_instructions_ratio: ... within this share of its guest instructions on
+                --on qemu-aarch64[:CPU] (instructions, not time).
+            target_macs_ratio: ... within this share of its MACs (counted; no device).
+            on: The device_bench target the search measures on (local, ssh://USER@HOST,
+                adb://SERIAL, qemu-aarch64[:CPU]).
+            stat: Latency statistic of the target: p50, p90, p99, mean.
+            threads: Interpreter threads of the latency measurements.
         """
         from edgekit import api
 
         if not out:
             raise InputError("--out is required: the path of the compressed model")
+        budgets = {k: v for k, v in (("latency_ms", target_latency_ms),
+                                     ("latency_ratio", target_latency_ratio),
+                                     ("instructions_ratio", target_instructions_ratio),
+                                     ("macs_ratio", target_macs_ratio)) if v is not None}
+        target = None
+        if budgets:
+            if len(budgets) > 1:
+                raise InputError(f"give one --target-... flag, got "
+                                 f"{', '.join('--target-' + k.replace('_', '-') for k in budgets)}")
+            target = {**budgets, **({"on": on} if on is not None else {})}
+            if "macs_ratio" not in budgets and "instructions_ratio" not in budgets:
+                target.update(stat=stat, threads=threads)
+        elif on is not None:
+            raise InputError("--on names the device of a --target-... budget; give one")
         result = api.compress(model, out=out, data=data, prune=prune, qat=qat, epochs=epochs,
                               teacher=teacher, temperature=temperature,
                               distill_alpha=distill_alpha, lowrank=lowrank, channels=channels,
                               importance=importance, scope=scope, round_to=round_to,
-                              log=_print)
+                              target=target, log=_print)
         _print(f"wrote {result['out']}")
 
     def convert(self, model: str, data: str = "digits", out: str = "", mode: str = "int8",

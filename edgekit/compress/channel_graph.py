@@ -35,7 +35,8 @@ from typing import Any
 from edgekit.core._keras import keras
 from edgekit.core.errors import InputError
 
-__all__ = ["ChannelGraph", "ChannelGroup", "Layout", "ParamRef", "build_channel_graph"]
+__all__ = ["ChannelGraph", "ChannelGroup", "Layout", "ParamRef", "build_channel_graph",
+           "select_groups"]
 
 # Producers: a new channel space on the output's last axis.
 _CONV = ("Conv1D", "Conv2D", "Conv3D")
@@ -542,3 +543,33 @@ def build_channel_graph(model: keras.Model) -> ChannelGraph:
                          "functional API)")
     return _Builder(model).run()
 
+
+def select_groups(graph: ChannelGraph, model: keras.Model, selection: Any
+                  ) -> tuple[list[ChannelGroup], dict[str, str]]:
+    """The prunable groups a layer selection picks, and the others with the reason they stay.
+
+    Args:
+        graph: The model's channel graph.
+        model: The flat model it describes.
+        selection: A ``LayerSelection`` (its ``decide(layer)`` gives a reason to leave a layer,
+            or None to take it).
+
+    Returns:
+        ``(chosen groups, {left group: why})``; groups without producers are neither.
+    """
+    chosen, left = [], {}
+    for g in graph.groups:
+        if not g.producers:
+            continue
+        if g.refused:
+            left[g.name] = "; ".join(g.refused)
+            continue
+        reasons = [selection.decide(model.get_layer(p)) for p in g.producers]
+        excluded = [r for r in reasons if r and "layers.exclude" in r]
+        if excluded:
+            left[g.name] = excluded[0]
+        elif all(reasons):
+            left[g.name] = reasons[0] or ""
+        else:
+            chosen.append(g)
+    return chosen, left

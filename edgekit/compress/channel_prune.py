@@ -33,7 +33,13 @@ import numpy as np
 
 from edgekit.compress.base import StageResult, require_graph_model
 from edgekit.compress.bn_recalibration import recalibrate_batch_norm
-from edgekit.compress.channel_graph import ChannelGraph, ChannelGroup, build_channel_graph
+from edgekit.compress.channel_graph import (
+    ChannelGraph,
+    ChannelGroup,
+    build_channel_graph,
+    select_groups,
+)
+from edgekit.compress.channel_search import search_channels
 from edgekit.compress.channel_surgery import remove_channels
 from edgekit.compress.importance import (
     ScoringContext,
@@ -43,6 +49,7 @@ from edgekit.compress.importance import (
 )
 from edgekit.compress.layer_support import LayerSelectingStage, LayerSelection, flatten_model
 from edgekit.compress.registry import register_stage
+from edgekit.compress.search_target import parse_search_target
 from edgekit.compress.stage_notes import StageNotes, fine_tune_fact, pct, plural, set_rows
 from edgekit.compress.training import _check_fit_args, accuracy
 from edgekit.converters.work import keras_work
@@ -124,27 +131,6 @@ def plan_cut(groups: list[ChannelGroup], scores: Mapping[str, np.ndarray], *, ra
     return out
 
 
-def _select(graph: ChannelGraph, model: keras.Model, selection: LayerSelection
-            ) -> tuple[list[ChannelGroup], dict[str, str]]:
-    """The prunable groups the selection picks, and the others with the reason they stay."""
-    chosen, left = [], {}
-    for g in graph.groups:
-        if not g.producers:
-            continue
-        if g.refused:
-            left[g.name] = "; ".join(g.refused)
-            continue
-        reasons = [selection.decide(model.get_layer(p)) for p in g.producers]
-        excluded = [r for r in reasons if r and "layers.exclude" in r]
-        if excluded:
-            left[g.name] = excluded[0]
-        elif all(reasons):
-            left[g.name] = reasons[0] or ""
-        else:
-            chosen.append(g)
-    return chosen, left
-
-
 def _channel_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
     """The report section of a ChannelPrune stage from its ``details``."""
     work = d.get("work", {})
@@ -153,12 +139,24 @@ def _channel_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
     ratio = (after.get("macs", 0) / before["macs"]) if before.get("macs") else None
     facts = [
         f"{plural(len(groups), 'channel group')} cut by {d.get('importance')} "
-        f"({d.get('scope')} scope, ratio {d.get('ratio')}, kept counts rounded to multiples of "
+        f"({'a channel search' if d.get('search') else str(d.get('scope')) + ' scope'}, "
+        f"{'' if d.get('search') else 'ratio ' + str(d.get('ratio')) + ', '}"
+        f"kept counts rounded to multiples of "
         f"{d.get('round_to')}); {plural(len(d.get('left', {})), 'group')} left dense.",
         f"Channels {d.get('channels', {}).get('before')} -> {d.get('channels', {}).get('after')}; "
         f"MACs {before.get('macs')} -> {after.get('macs')} ({pct(ratio)} of the dense model); "
         f"parameters {before.get('params')} -> {after.get('params')}.",
     ]
+    search = d.get("search") or {}
+    if search:
+        unit = search.get("unit", "")
+        facts.append(
+            f"Channel search for {search.get('target')}: dense {search.get('dense_figure'):.6g} "
+            f"{unit}, budget {search.get('budget'):.6g} {unit}, reached "
+            f"{search.get('searched_figure'):.6g} {unit} (measured) in "
+            f"{plural(len(search.get('steps', [])), 'step')}; cost table "
+            f"{search.get('cost_table', {}).get('hits', 0)} hits, "
+            f"{search.get('cost_table', {}).get('misses', 0)} layer shapes measured.")
     if d.get("batches"):
         facts.append(f"Scored on {d['batches']} seeded training batches "
                      f"({d.get('samples')} samples).")
@@ -185,7 +183,14 @@ class ChannelPrune(LayerSelectingStage):
     """Remove whole channels (filters) by importance, then fine-tune: a smaller dense model.
 
     Attributes:
-        ratio: Share of channels removed, in [0, 1) (Torch-Pruning's ``pruning_ratio``).
+        ratio: Share of channels removed, in [0, 1) (Torch-Pruning's ``pruning_ratio``); 0.5
+            when neither it nor ``target`` is set.
+        target: A budget on a device instead of a ratio (``{latency_ms, on, stat}``,
+            ``{latency_ratio, on}``, ``{instructions_ratio, on: qemu-aarch64[:CPU]}`` or
+            ``{macs_ratio}``): the channel search of :mod:`~edgekit.compress.channel_search`.
+        search_steps: Steps the search takes from the dense figure to the budget.
+        proposal_batches: Fine-tune batches of each search proposal before it is scored.
+        validation: Share of the training split the search holds out to score proposals.
         importance: A criterion name (``l1``, ``l2``, ``bn_gamma``, ``taylor``, ``fisher``,
             ``snip``, ``hessian``, ``activation``, ``apoz``) or ``{name: weight}``.
         scope: ``layer`` (every group loses ``ratio``) or ``global`` (one threshold).
@@ -207,7 +212,11 @@ class ChannelPrune(LayerSelectingStage):
 
     class_name: ClassVar[str] = "ChannelPrune"
 
-    ratio: float = 0.5
+    ratio: float | None = None
+    target: dict[str, Any] | None = None
+    search_steps: int = 6
+    proposal_batches: int = 50
+    validation: float = 0.1
     importance: Any = "l1"
     scope: str = "layer"
     max_layer_ratio: float = 0.8
@@ -225,8 +234,25 @@ class ChannelPrune(LayerSelectingStage):
     def __post_init__(self) -> None:
         self.parse_layers()
         self.check_distill()
-        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or \
-                not 0.0 <= self.ratio < 1.0:
+        if self.target is not None:
+            if self.ratio is not None:
+                raise InputError(f"set ratio or target, not both (ratio {self.ratio!r}, target "
+                                 f"{self.target!r})")
+            object.__setattr__(self, "target", parse_search_target(self.target).to_dict())
+            for key in ("search_steps", "proposal_batches"):
+                value = getattr(self, key)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise InputError(f"{key} must be an integer >= 1, got {value!r}")
+            if isinstance(self.validation, bool) or \
+                    not isinstance(self.validation, (int, float)) or \
+                    not 0.0 < self.validation <= 0.5:
+                raise InputError(f"validation must be a share in (0, 0.5] of the training "
+                                 f"split, got {self.validation!r}")
+        elif self.ratio is None:
+            object.__setattr__(self, "ratio", 0.5)
+        if self.ratio is not None and (
+                isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float))
+                or not 0.0 <= self.ratio < 1.0):
             raise InputError(f"ratio must be in [0, 1) (the share of channels removed), got "
                              f"{self.ratio!r}")
         parsed = parse_importance(self.importance)
@@ -284,19 +310,26 @@ class ChannelPrune(LayerSelectingStage):
         flat = flatten_model(model)
         self.selection.check(flat)
         graph = build_channel_graph(flat)
-        chosen, left = _select(graph, flat, self.selection)
+        chosen, left = select_groups(graph, flat, self.selection)
         importance = parse_importance(self.importance)
         ctx = self._context(flat, graph, data)
-        scores = score_groups(ctx, chosen, importance) if self.ratio > 0 else {}
-        plan = plan_cut(chosen, scores, ratio=self.ratio, scope=self.scope,
-                        max_layer_ratio=self.max_layer_ratio, round_to=self.round_to)
-        new, surgery = remove_channels(flat, graph, plan)
-        if new is flat or not plan:
-            new = keras.models.clone_model(flat)
-            new.set_weights(flat.get_weights())
-        recalibrated = recalibrate_batch_norm(
-            new, data.x_train, batches=self.recalibrate_bn if any(plan.values()) else 0,
-            batch_size=self.batch_size, seed=self.seed)
+        searched: dict[str, Any] = {}
+        if self.target is not None:
+            new, searched = search_channels(self, flat, data, parse_search_target(self.target))
+            plan = searched.pop("removed")  # original channel numbers, step by step
+            surgery: dict[str, Any] = {"folded": []}
+            recalibrated = {"layers": 0, "batches": 0, "samples": 0}  # done per proposal
+        else:
+            scores = score_groups(ctx, chosen, importance) if self.ratio > 0 else {}
+            plan = plan_cut(chosen, scores, ratio=self.ratio, scope=self.scope,
+                            max_layer_ratio=self.max_layer_ratio, round_to=self.round_to)
+            new, surgery = remove_channels(flat, graph, plan)
+            if new is flat or not plan:
+                new = keras.models.clone_model(flat)
+                new.set_weights(flat.get_weights())
+            recalibrated = recalibrate_batch_norm(
+                new, data.x_train, batches=self.recalibrate_bn if any(plan.values()) else 0,
+                batch_size=self.batch_size, seed=self.seed)
         before, after = keras_work(flat), keras_work(new)
         groups = {g.name: {"producers": g.producers, "before": g.size,
                            "after": g.size - len(plan.get(g.name, []))} for g in chosen}
@@ -315,6 +348,8 @@ class ChannelPrune(LayerSelectingStage):
             "work": {"before": {"macs": before["macs"], "params": before["params"]},
                      "after": {"macs": after["macs"], "params": after["params"]}},
         }
+        if searched:
+            details["search"] = searched
         return new, details
 
     def apply(self, model: keras.Model, data: Dataset) -> StageResult:
@@ -335,8 +370,9 @@ class ChannelPrune(LayerSelectingStage):
         new, details = self.cut(model, data)
         details["train_accuracy_before_fine_tune"] = accuracy(new, data.x_train, data.y_train)
         if self.epochs > 0 and details["removed"]:
-            details["history"] = self.fine_tune(
-                new, data, f"channel prune {self.ratio:.0%} fine-tune", teacher=model)
+            desc = "channel search fine-tune" if self.ratio is None else \
+                f"channel prune {self.ratio:.0%} fine-tune"
+            details["history"] = self.fine_tune(new, data, desc, teacher=model)
             details["train_accuracy"] = accuracy(new, data.x_train, data.y_train)
         return StageResult(model=new, details=details)
 

@@ -1,0 +1,341 @@
+"""Hit a budget on a named target: a NetAdapt-style per-group channel search.
+
+``ChannelPrune`` with a ``target`` (:mod:`~edgekit.compress.search_target`) instead of a
+``ratio`` runs :func:`search_channels`. Following NetAdapt (Yang et al., ECCV 2018,
+arXiv 1804.03230), driven by what the target measures, never by MACs alone:
+
+1. The dense model is converted to full int8 and measured on the target; the budget is
+   ``latency_ms`` or the ratio times that figure. A share (``validation``) of the training split
+   is held out to choose between proposals (the test split is never read).
+2. Each **step** asks for a reduction: ``search_steps`` geometric steps from the current figure
+   to the budget. For every prunable group it proposes the **largest** kept count (a multiple of
+   ``round_to``) whose estimated figure meets the step's goal. The estimate is the measured
+   parent plus the change the per-layer cost table (:mod:`~edgekit.compress.cost_table`,
+   measured on the target and cached per board) gives for the layers the cut touches, so
+   channel counts that cost the same as a larger count (one SIMD tile) are never chosen over it.
+3. Each proposal removes the group's least important channels (the stage's ``importance``),
+   re-estimates BatchNormalization statistics (adaptive BN), is fine-tuned for
+   ``proposal_batches`` batches and scored on the held-out share. The most accurate proposal
+   that meets the goal wins, **if** measured whole, interleaved with its parent, it is faster
+   than the parent; otherwise the next is tried. No step makes the model slower.
+4. Steps repeat until the measured figure is within the budget. When no group can be cut
+   further, or no proposal is faster than its parent, the search fails (``CheckFailed``, exit 1)
+   and says by how much it missed.
+5. The stage's long fine-tune follows (``epochs``, optionally distilled), then the chosen model
+   is measured once more beside the dense one; QAT and full-int8 conversion follow as stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgekit.compress.bn_recalibration import recalibrate_batch_norm
+from edgekit.compress.channel_graph import ChannelGroup, build_channel_graph, select_groups
+from edgekit.compress.channel_surgery import remove_channels
+from edgekit.compress.cost_table import CostMeter, layer_signature
+from edgekit.compress.importance import parse_importance, score_groups
+from edgekit.compress.search_target import SearchTarget
+from edgekit.compress.training import accuracy, fit
+from edgekit.converters.work import keras_work
+from edgekit.core._keras import keras
+from edgekit.core.errors import CheckFailed
+from edgekit.data import Dataset
+
+__all__ = ["candidate_counts", "search_channels", "split_validation"]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def candidate_counts(size: int, round_to: int) -> list[int]:
+    """Kept counts a group of ``size`` may shrink to, largest first.
+
+    Args:
+        size: Channels in the group now.
+        round_to: Counts are multiples of this (and at least this, or 1).
+
+    Returns:
+        The counts below ``size``, descending (empty when the group cannot shrink).
+    """
+    step = max(1, round_to)
+    top = (size - 1) // step * step
+    return [c for c in range(top, 0, -step) if c < size]
+
+
+def split_validation(data: Dataset, share: float, seed: int) -> tuple[Dataset, np.ndarray,
+                                                                      np.ndarray]:
+    """Holds out ``share`` of the training split (seeded) to choose between proposals.
+
+    Args:
+        data: The dataset.
+        share: Share of the training samples held out, in (0, 0.5].
+        seed: Seed of the draw.
+
+    Returns:
+        ``(data with the rest as its training split, held-out x, held-out y)``.
+    """
+    n = len(data.x_train)
+    order = np.random.default_rng(seed + 7919).permutation(n)
+    k = min(n - 1, max(1, round(share * n)))
+    val, rest = np.sort(order[:k]), np.sort(order[k:])
+    train = dataclasses.replace(data, x_train=data.x_train[rest], y_train=data.y_train[rest])
+    return train, data.x_train[val], data.y_train[val]
+
+
+@dataclasses.dataclass
+class _Proposal:
+    group: str
+    before: int
+    after: int
+    removed: list[int]
+    model: keras.Model
+    estimate: float
+    meets_goal: bool
+    accuracy: float | None = None
+    measured: float | None = None
+
+
+class _Search:
+    """One search: the state shared by its steps (see the module docstring)."""
+
+    def __init__(self, stage: Any, model: keras.Model, data: Dataset, target: SearchTarget,
+                 meter: CostMeter | None, log: Callable[[str], None]) -> None:
+        self.stage, self.target, self.log = stage, target, log
+        self.model = model
+        self.train, self.val_x, self.val_y = split_validation(data, stage.validation, stage.seed)
+        pick = np.random.default_rng(stage.seed).choice(
+            len(self.train.x_train), min(64, len(self.train.x_train)), replace=False)
+        self.meter = meter or CostMeter(target, self.train.x_train[np.sort(pick)], log=log)
+        self.importance = parse_importance(stage.importance)
+
+    def _estimate(self, parent: keras.Model, parent_figure: float, child: keras.Model) -> float:
+        """Measured parent + the cost table's change over the layers whose shape changed."""
+        if self.target.measure == "macs":
+            return float(keras_work(child)["macs"])
+        before = {layer.name: layer_signature(layer) for layer in parent.layers}
+        changed = [(before.get(layer.name), sig) for layer in child.layers
+                   if (sig := layer_signature(layer)) is not None and sig != before.get(layer.name)]
+        sigs = [s for pair in changed for s in pair if s is not None]
+        costs = self.meter.layer_costs(sigs)
+        return parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
+                                   for old, new in changed)
+
+    def _propose(self, parent: keras.Model, parent_figure: float, goal: float
+                 ) -> tuple[list[_Proposal], dict[str, str]]:
+        graph = build_channel_graph(parent)
+        chosen, left = select_groups(graph, parent, self.stage.selection)
+        ctx = self.stage._context(parent, graph, self.train)
+        scores = score_groups(ctx, chosen, self.importance)
+        proposals: list[_Proposal] = []
+        for group in chosen:
+            found = self._propose_group(parent, parent_figure, goal, graph, group,
+                                        scores[group.name])
+            if found is not None:
+                proposals.append(found)
+        return proposals, left
+
+    def _propose_group(self, parent: keras.Model, parent_figure: float, goal: float,
+                       graph: Any, group: ChannelGroup, score: np.ndarray) -> _Proposal | None:
+        order = np.lexsort((np.arange(group.size), np.asarray(score)))  # lowest score first
+        last = None
+        for count in candidate_counts(group.size, self.stage.round_to):
+            removed = sorted(int(c) for c in order[:group.size - count])
+            child, _ = remove_channels(parent, graph, {group.name: removed})
+            estimate = self._estimate(parent, parent_figure, child)
+            if estimate >= parent_figure:
+                continue  # inside one tile of the target's kernels: saves nothing, keep them
+            last = _Proposal(group.name, group.size, count, removed, child, estimate,
+                             estimate <= goal)
+            if last.meets_goal:
+                return last
+        return last
+
+    def _score(self, proposal: _Proposal) -> None:
+        stage = self.stage
+        recalibrate_batch_norm(proposal.model, self.train.x_train, batches=stage.recalibrate_bn,
+                               batch_size=stage.batch_size, seed=stage.seed)
+        if stage.proposal_batches > 0:
+            n = min(len(self.train.x_train), stage.proposal_batches * stage.batch_size)
+            pick = np.sort(np.random.default_rng(stage.seed).choice(
+                len(self.train.x_train), n, replace=False))
+            fit(proposal.model, self.train.x_train[pick], self.train.y_train[pick], epochs=1,
+                learning_rate=stage.learning_rate, batch_size=stage.batch_size,
+                augment_shift=stage.augment_shift, seed=stage.seed,
+                desc=f"proposal {proposal.group} {proposal.before}->{proposal.after}")
+        proposal.accuracy = accuracy(proposal.model, self.val_x, self.val_y)
+
+    def _step(self, index: int, current: keras.Model, figure: float, goal: float
+              ) -> tuple[_Proposal | None, dict[str, Any], str | None]:
+        """One step: proposals, scores, and the most accurate one measured faster."""
+        proposals: list[_Proposal] = []
+        asked = goal
+        for _ in range(4):  # a reduction no single group reaches is asked for in halves
+            proposals, left = self._propose(current, figure, asked)
+            if not proposals or any(p.meets_goal for p in proposals):
+                break
+            asked = figure - (figure - asked) / 2
+        if not proposals:
+            return None, {"left": left}, "no group can be cut further"
+        for p in proposals:
+            self._score(p)
+        ranked = sorted(proposals, key=lambda p: (not p.meets_goal, -(p.accuracy or 0.0),
+                                                  p.estimate))
+        rejected = []
+        for p in ranked:
+            figures = self.meter.compare({"parent": current, "child": p.model})
+            if figures["child"] < figures["parent"]:
+                # the parent, measured again beside the child, anchors the ratio: a machine that
+                # drifts between steps moves both, not the figure
+                p.measured = figure * figures["child"] / figures["parent"]
+                return p, {"left": left, "goal": asked, "proposals": proposals,
+                           "rejected_slower": rejected, "pair": figures}, None
+            rejected.append({"group": p.group, "channels": [p.before, p.after],
+                             "measured": figures["child"], "parent": figures["parent"]})
+        return None, {"left": left}, "no proposal was faster than its parent when measured"
+
+    def run(self) -> tuple[keras.Model, dict[str, Any]]:
+        t0 = time.perf_counter()
+        dense_figure = self.meter.compare({"dense": self.model})["dense"]
+        budget = self.target.budget(dense_figure)
+        unit = self.target.unit
+        self.log(f"channel search: {self.target.describe()}: dense {dense_figure:.6g} {unit}, "
+                 f"budget {budget:.6g} {unit}")
+        self._check_floor(dense_figure, budget)
+        current, figure = self.model, dense_figure
+        alive = {g.name: list(range(g.size)) for g in build_channel_graph(current).groups}
+        steps: list[dict[str, Any]] = []
+        confirmations: list[dict[str, float]] = []
+        left: dict[str, str] = {}
+        failure = None
+        final = dense_figure
+        limit = max(1, self.stage.search_steps) * 4
+        while len(steps) < limit and failure is None:
+            if figure <= budget:
+                final = self._confirm(current, dense_figure, confirmations, len(steps))
+                if final <= budget or len(confirmations) >= 3:
+                    break
+                figure = final  # measured beside the dense model, it missed: search on
+                continue
+            remaining = max(1, self.stage.search_steps - len(steps))
+            goal = max(budget, figure * (budget / figure) ** (1.0 / remaining))
+            accepted, info, failure = self._step(len(steps), current, figure, goal)
+            left = info["left"]
+            if accepted is None:
+                break
+            current, parent_figure, figure = accepted.model, figure, accepted.measured
+            kept = alive.setdefault(accepted.group, list(range(accepted.before)))
+            gone = set(accepted.removed)
+            alive[accepted.group] = [c for i, c in enumerate(kept) if i not in gone]
+            steps.append({
+                "step": len(steps) + 1, "goal": info["goal"], "group": accepted.group,
+                "channels": [accepted.before, accepted.after], "estimate": accepted.estimate,
+                "measured": figure, "parent": parent_figure, "pair": info["pair"],
+                "validation_accuracy": accepted.accuracy,
+                "macs": int(keras_work(current)["macs"]),
+                "proposals": [{"group": p.group, "channels": [p.before, p.after],
+                               "estimate": p.estimate, "meets_goal": p.meets_goal,
+                               "validation_accuracy": p.accuracy} for p in info["proposals"]],
+                "rejected_slower": info["rejected_slower"]})
+            self.log(f"step {len(steps)}: {accepted.group} {accepted.before}->{accepted.after}; "
+                     f"{figure:.6g} {unit} (parent {parent_figure:.6g}, estimate "
+                     f"{accepted.estimate:.6g}, goal {info['goal']:.6g}); validation accuracy "
+                     f"{100 * (accepted.accuracy or 0):.2f} %")
+        if not confirmations or confirmations[-1]["after_step"] != len(steps):
+            # the loop stopped on a step: confirm a figure that met the budget, else report it
+            final = self._confirm(current, dense_figure, confirmations, len(steps)) \
+                if figure <= budget else figure
+        details = {"target": self.target.to_dict(), "unit": unit, "dense_figure": dense_figure,
+                   "budget": budget, "searched_figure": final, "steps": steps,
+                   "confirmations": confirmations, "validation_samples": len(self.val_x),
+                   "cost_table": {"path": str(self.meter.table_path or ""),
+                                  "hits": self.meter.hits, "misses": self.meter.misses,
+                                  "measurements": self.meter.measurements},
+                   "search_seconds": round(time.perf_counter() - t0, 1)}
+        if final > budget:
+            raise CheckFailed(
+                f"channel search could not meet {self.target.describe()}: budget "
+                f"{budget:.6g} {unit}, best {final:.6g} {unit} "
+                f"({100 * (final / budget - 1):+.1f} %, {len(steps)} step(s)); "
+                f"{failure or 'the step limit was reached'}")
+        self.log(f"channel search done: {final:.6g} {unit} against a budget of {budget:.6g} "
+                 f"({100 * final / dense_figure:.1f} % of the dense model), {len(steps)} step(s)")
+        sizes = {g.name: g.size for g in build_channel_graph(self.model).groups}
+        removed = {name: sorted(set(range(sizes[name])) - set(kept))
+                   for name, kept in alive.items() if name in sizes and len(kept) < sizes[name]}
+        return current, {**details, "left_by_search": left, "removed": removed}
+
+    def _check_floor(self, dense_figure: float, budget: float) -> None:
+        """Fails at once when even the smallest model the search can reach misses the budget.
+
+        Every prunable group cut to its smallest count (``round_to``, or 1) in one surgery and
+        measured beside the dense model: a budget below that figure cannot be met, and saying so
+        before the search costs one measurement instead of a search's worth.
+        """
+        graph = build_channel_graph(self.model)
+        chosen, _ = select_groups(graph, self.model, self.stage.selection)
+        smallest = max(1, self.stage.round_to)
+        plan = {g.name: list(range(g.size - smallest)) for g in chosen if g.size > smallest}
+        if not plan:
+            floor_figure = dense_figure
+        else:
+            floor, _ = remove_channels(self.model, graph, plan)
+            pair = self.meter.compare({"dense": self.model, "floor": floor})
+            floor_figure = dense_figure * pair["floor"] / pair["dense"] \
+                if self.target.is_ratio or self.target.measure == "macs" else pair["floor"]
+        if floor_figure > budget:
+            unit = self.target.unit
+            raise CheckFailed(
+                f"channel search could not meet {self.target.describe()}: budget "
+                f"{budget:.6g} {unit}, best {floor_figure:.6g} {unit} "
+                f"({100 * (floor_figure / budget - 1):+.1f} %) even with every prunable group "
+                f"at {smallest} channel(s) ({len(plan)} group(s); the rest stay dense)")
+
+    def _confirm(self, current: keras.Model, dense_figure: float,
+                 confirmations: list[dict[str, float]], after_step: int) -> float:
+        """Measures the dense and the current model in one run; returns the current figure.
+
+        A ratio budget compares the two measured together (``dense_figure`` times their ratio);
+        an absolute one (``latency_ms``) takes the current model's measured figure as it is.
+        """
+        pair = self.meter.compare({"dense": self.model, "final": current})
+        figure = dense_figure * pair["final"] / pair["dense"] if self.target.is_ratio \
+            else pair["final"]
+        confirmations.append({**pair, "figure": figure, "after_step": after_step})
+        return figure
+
+
+def search_channels(stage: Any, model: keras.Model, data: Dataset, target: SearchTarget, *,
+                    meter: CostMeter | None = None,
+                    log: Callable[[str], None] = _stderr) -> tuple[keras.Model, dict[str, Any]]:
+    """Cuts channels until ``model`` meets ``target`` on its device (no long fine-tune here).
+
+    Args:
+        stage: The ``ChannelPrune`` stage (importance, layers, round_to, recalibrate_bn,
+            search_steps, proposal_batches, validation, batch_size, learning_rate, seed).
+        model: A flat plain tf_keras model.
+        data: The dataset (training split only).
+        target: The parsed target.
+        meter: The cost meter (None: one for ``target``, measuring on ``target.on``).
+        log: Called with one line per step.
+
+    Returns:
+        ``(model that meets the budget, details)``: ``dense_figure``, ``budget``,
+        ``searched_figure`` (measured), ``steps`` (one per accepted cut, with its proposals),
+        ``cost_table`` (path, hits, misses).
+
+    Raises:
+        CheckFailed: The budget cannot be met (the message gives the best figure and the miss).
+        InputError: The target cannot be measured.
+    """
+    search = _Search(stage, model, data, target, meter, log)
+    try:
+        return search.run()
+    finally:
+        search.meter.close()

@@ -1,0 +1,194 @@
+"""The channel search: targets, the budget met on MACs and on measured local latency, the
+never-slower rule, a budget that cannot be met (exit 1 with the figure), a cost-table cache hit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.compress import ChannelPrune
+from edgekit.compress.channel_search import candidate_counts, split_validation
+from edgekit.compress.search_target import SearchTarget, parse_search_target
+from edgekit.converters.work import keras_work
+from edgekit.core._keras import keras
+from edgekit.core.errors import CheckFailed, InputError
+
+L = keras.layers
+
+
+@pytest.fixture(scope="module")
+def conv_stack(digits8):
+    """Three 3x3 conv + BN + ReLU blocks (48, 64, 64 channels) on 8x8 digits, 2 epochs."""
+    from edgekit.compress.training import fit
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = inp
+    for name, filters in (("c1", 48), ("c2", 64), ("c3", 64)):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+        x = L.BatchNormalization(name=f"{name}_bn")(x)
+        x = L.ReLU(name=f"{name}_relu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inp, L.Dense(10, name="logits")(x))
+    fit(model, digits8.x_train, digits8.y_train, epochs=2, learning_rate=2e-3, augment_shift=0,
+        seed=0, desc="conv stack")
+    return model
+
+
+FAST = {"epochs": 0, "proposal_batches": 5, "search_steps": 3, "augment_shift": 0}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"latency_ms": 8, "on": "ssh://pi@pi4"},
+     SearchTarget("latency_ms", 8.0, "ssh://pi@pi4", "p50", 1)),
+    ({"latency_ratio": 0.5, "on": "local", "stat": "p90", "threads": 2},
+     SearchTarget("latency_ratio", 0.5, "local", "p90", 2)),
+    ({"instructions_ratio": 0.35, "on": "qemu-aarch64:cortex-a72"},
+     SearchTarget("instructions_ratio", 0.35, "qemu-aarch64:cortex-a72")),
+    ({"macs_ratio": 0.7}, SearchTarget("macs_ratio", 0.7)),
+])
+def test_targets_parse(raw, expected) -> None:
+    got = parse_search_target(raw)
+    assert got == expected
+    assert parse_search_target(got.to_dict()) == got
+
+
+@pytest.mark.parametrize("raw, message", [
+    ([1], r"target must be a mapping"),
+    ({}, r"target must set exactly one of latency_ms, latency_ratio, instructions_ratio, "
+         r"macs_ratio, got none"),
+    ({"macs_ratio": 0.5, "latency_ratio": 0.5, "on": "local"}, r"exactly one of .* got "
+                                                               r"macs_ratio, latency_ratio"),
+    ({"macs_ratio": 1.0}, r"target.macs_ratio must be a ratio in \(0, 1\)"),
+    ({"latency_ms": -1, "on": "local"}, r"target.latency_ms must be a number of milliseconds"),
+    ({"latency_ms": 5}, r"target.latency_ms is measured on a device: set target.on"),
+    ({"macs_ratio": 0.5, "on": "local"}, r"target.on is not used with macs_ratio"),
+    ({"instructions_ratio": 0.5, "on": "local"}, r"target.on must be qemu-aarch64"),
+    ({"latency_ms": 5, "on": "qemu-aarch64"}, r"emulated time is not a board's"),
+    ({"latency_ms": 5, "on": "local", "stat": "p42"}, r"target.stat must be one of"),
+    ({"latency_ms": 5, "on": "local", "speed": 1}, r"unknown key\(s\) 'speed'"),
+])
+def test_bad_targets_are_refused(raw, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_search_target(raw)
+
+
+def test_ratio_and_target_are_exclusive_and_search_options_are_checked() -> None:
+    with pytest.raises(InputError, match=r"set ratio or target, not both"):
+        ChannelPrune.from_config({"ratio": 0.3, "target": {"macs_ratio": 0.5}})
+    with pytest.raises(InputError, match=r"validation must be a share in \(0, 0.5\]"):
+        ChannelPrune.from_config({"target": {"macs_ratio": 0.5}, "validation": 0.9})
+    with pytest.raises(InputError, match=r"search_steps must be an integer >= 1"):
+        ChannelPrune.from_config({"target": {"macs_ratio": 0.5}, "search_steps": 0})
+    assert ChannelPrune.from_config({}).ratio == 0.5
+
+
+@pytest.mark.parametrize("size, round_to, counts", [
+    (64, 8, [56, 48, 40, 32, 24, 16, 8]), (20, 8, [16, 8]), (8, 8, []), (5, 1, [4, 3, 2, 1]),
+    (12, 16, []),
+])
+def test_candidate_counts(size: int, round_to: int, counts: list[int]) -> None:
+    assert candidate_counts(size, round_to) == counts
+
+
+def test_validation_share_is_held_out_of_training(digits8) -> None:
+    train, vx, _ = split_validation(digits8, 0.1, seed=0)
+    assert len(vx) == round(0.1 * len(digits8.x_train))
+    assert len(train.x_train) + len(vx) == len(digits8.x_train)
+    flat = {row.tobytes() for row in train.x_train}
+    assert not any(row.tobytes() in flat for row in vx)
+    assert train.x_test is digits8.x_test
+
+
+def test_macs_budget_is_met_step_by_step(conv_stack, digits8) -> None:
+    out = ChannelPrune.from_config({"target": {"macs_ratio": 0.5}, **FAST}).apply(
+        conv_stack, digits8)
+    search = out.details["search"]
+    dense = keras_work(conv_stack)["macs"]
+    assert search["dense_figure"] == dense and search["budget"] == pytest.approx(dense * 0.5)
+    assert keras_work(out.model)["macs"] == search["searched_figure"] <= search["budget"]
+    assert search["steps"], "a 0.5 MAC budget needs at least one cut"
+    parent = dense
+    for step in search["steps"]:
+        assert step["measured"] < step["parent"] == parent  # never slower than its parent
+        assert step["channels"][1] < step["channels"][0] and step["channels"][1] % 8 == 0
+        parent = step["measured"]
+    groups = out.details["groups"]
+    assert all(g["after"] % 8 == 0 and g["after"] <= g["before"] for g in groups.values())
+    assert out.details["removed"] and all(
+        len(out.details["removed"][n]) == g["before"] - g["after"]
+        for n, g in groups.items() if g["after"] < g["before"])
+    assert out.details["work"]["after"]["macs"] == search["searched_figure"]
+
+
+def test_a_budget_that_cannot_be_met_fails_at_once_with_the_figure(conv_stack, digits8) -> None:
+    stage = ChannelPrune.from_config({"target": {"macs_ratio": 0.01}, **FAST})
+    with pytest.raises(CheckFailed) as err:
+        stage.apply(conv_stack, digits8)
+    text = str(err.value)
+    floor = keras_work(conv_stack)["macs"]  # the floor: every group at 8 channels
+    assert text.startswith("channel search could not meet macs_ratio 0.01: budget ")
+    assert "even with every prunable group at 8 channel(s) (3 group(s)" in text
+    best = float(text.split("best ")[1].split(" MACs")[0])
+    assert 0.01 * floor < best < floor
+
+
+def test_cli_unmeetable_target_exits_1_and_writes_nothing(conv_stack, tmp_path: Path, cli,
+                                                          capsys) -> None:
+    model = tmp_path / "stack.keras"
+    conv_stack.save(model)
+    out = tmp_path / "small.keras"
+    code = cli(["compress", str(model), "--data", "digits", "--target-macs-ratio", "0.01",
+                "--epochs", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith(
+        "edgekit: check failed: channel search could not meet macs_ratio 0.01")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["stack.keras"]
+
+
+def test_cli_target_flags_are_checked(tmp_path: Path, cli, capsys) -> None:
+    code = cli(["compress", "m.keras", "--target-macs-ratio", "0.5", "--target-latency-ms", "3",
+                "--on", "local", "--out", str(tmp_path / "x.keras")])
+    assert code == 2 and "give one --target-... flag" in capsys.readouterr().err
+    code = cli(["compress", "m.keras", "--channels", "0.5", "--target-macs-ratio", "0.5",
+                "--out", str(tmp_path / "x.keras")])
+    assert code == 2 and "not both" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_local_latency_budget_is_met_and_the_cost_table_is_reused(
+        conv_stack, digits8, tmp_path: Path, monkeypatch) -> None:
+    """Measured on the local target (one thread): the confirmed figure meets the budget; a new
+    meter on the same target reads every layer cost from the cached table, measuring none."""
+    from edgekit.compress.cost_table import CostMeter
+
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path))
+    config = {"target": {"latency_ratio": 0.7, "on": "local"}, **FAST, "search_steps": 1}
+    first = ChannelPrune.from_config(config).apply(conv_stack, digits8).details["search"]
+    assert first["searched_figure"] <= first["budget"]
+    last = first["confirmations"][-1]
+    assert last["figure"] == first["searched_figure"]
+    assert last["final"] / last["dense"] <= 0.7  # dense and final measured in one run
+    assert first["steps"]
+    for step in first["steps"]:
+        assert step["pair"]["child"] < step["pair"]["parent"]  # never slower than its parent
+    table = Path(first["cost_table"]["path"])
+    assert table.parent == tmp_path / "cost-tables" and first["cost_table"]["misses"] > 0
+    saved = json.loads(table.read_text())
+    assert saved["key"]["on"] == "local" and saved["key"]["runtime"]["interpreter"]
+    assert len(saved["entries"]) == first["cost_table"]["misses"]
+    assert all(np.isfinite(v) and v > 0 for v in saved["entries"].values())
+
+    meter = CostMeter(parse_search_target(config["target"]), digits8.x_train[:8])
+    try:
+        meter.compare({"dense": conv_stack})  # keys the table on the runtime it meets
+        assert meter.table_path == table
+        costs = meter.layer_costs(list(saved["entries"]))
+    finally:
+        meter.close()
+    assert meter.misses == 0 and meter.hits == len(saved["entries"])
+    assert costs == saved["entries"]
