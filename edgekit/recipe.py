@@ -24,7 +24,7 @@ import itertools
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +264,16 @@ class Recipe:
     budgets: Budgets = field(default_factory=Budgets)
     seed: int = 0
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A channel search's device also benchmarks the shipped model, so the report can check
+        # the budget on it (edgekit.report_search).
+        wanted = [t["on"] for s in self.stages
+                  if isinstance(t := getattr(s, "target", None), dict) and t.get("on")]
+        extra = [on for on in dict.fromkeys(wanted) if on not in self.bench.targets]
+        if extra:
+            object.__setattr__(self, "bench", replace(
+                self.bench, targets=(*self.bench.targets, *extra)))
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "recipe") -> Recipe:

@@ -19,6 +19,7 @@ from edgekit.converters.work import format_macs
 from edgekit.core.errors import InputError
 from edgekit.data import Dataset
 from edgekit.recipe import Budgets, Recipe
+from edgekit.report_search import search_budgets
 from edgekit.report_stages import conversion_notes, markdown_lines, notes_markdown
 from edgekit.report_types import (
     SCHEMA,
@@ -155,7 +156,7 @@ def build_report(
     if final is None:
         raise InputError("the report needs a .tflite entry flagged final; got entries "
                          f"{[e.name for e in entries]}")
-    budgets = check_budgets(recipe.budgets, float_entry, final)
+    budgets = check_budgets(recipe.budgets, float_entry, final) + search_budgets(entries)
     fa, ta = float_entry.accuracy, final.accuracy
     return Report(
         schema=SCHEMA,

@@ -250,7 +250,8 @@ class BudgetResult(ReportRecord):
 
     Attributes:
         name: ``max_accuracy_drop``, ``max_size_kb``, ``max_latency_ms[<target>]``,
-            ``max_energy_mj[<target>]`` or ``require_int8``.
+            ``max_energy_mj[<target>]``, ``require_int8`` or ``channel_target[<stage>]`` (a
+            channel search's budget on the shipped model, :mod:`edgekit.report_search`).
         limit: The limit (true for ``require_int8``).
         value: The measured figure (for ``require_int8``: whether the model is full-integer);
             None when it was not measured, which fails.

@@ -256,7 +256,8 @@ class _Search:
                    "confirmations": confirmations, "validation_samples": len(self.val_x),
                    "cost_table": {"path": str(self.meter.table_path or ""),
                                   "hits": self.meter.hits, "misses": self.meter.misses,
-                                  "measurements": self.meter.measurements},
+                                  "measurements": self.meter.measurements,
+                                  "noisy": self.meter.noisy},
                    "search_seconds": round(time.perf_counter() - t0, 1)}
         if final > budget:
             raise CheckFailed(

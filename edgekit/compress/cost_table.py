@@ -25,7 +25,9 @@ from the Keras model (:func:`~edgekit.converters.work.keras_work`), as exactly a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import statistics
 import tempfile
@@ -115,6 +117,8 @@ class CostMeter:
         self.misses = 0
         self.measurements = 0
         self.runtime: dict[str, Any] | None = None
+        self.noisy = 0  # measurements whose window medians spread more than device_bench likes
+        self._warned: set[str] = set()
         self._table: dict[str, float] = {}
         self._table_path: Path | None = None
         self._bench_target = bench_target
@@ -131,6 +135,20 @@ class CostMeter:
     # -- measuring one .tflite ---------------------------------------------------------------
 
     def _measure_file(self, path: Path) -> float:
+        """One measurement; device_bench's warnings are counted (noise) or shown once."""
+        relayed = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(relayed):
+                return self._measure_quietly(path)
+        finally:
+            for line in relayed.getvalue().splitlines():
+                if "latency cv" in line:
+                    self.noisy += 1
+                elif line.strip() and line not in self._warned:
+                    self._warned.add(line)
+                    self.log(line)
+
+    def _measure_quietly(self, path: Path) -> float:
         from device_bench.runner import BenchOptions
 
         self.measurements += 1

@@ -192,3 +192,51 @@ def test_local_latency_budget_is_met_and_the_cost_table_is_reused(
         meter.close()
     assert meter.misses == 0 and meter.hits == len(saved["entries"])
     assert costs == saved["entries"]
+
+
+def test_the_search_device_is_added_to_the_bench_targets() -> None:
+    from edgekit.recipe import Recipe
+
+    stage = {"class_name": "ChannelPrune",
+             "config": {"target": {"latency_ms": 5, "on": "ssh://pi@board"}}}
+    recipe = Recipe.from_dict({"stages": [stage], "bench": {"targets": ["local"]}})
+    assert recipe.bench.targets == ("local", "ssh://pi@board")
+    again = Recipe.from_dict({"stages": [stage], "bench": {"targets": ["ssh://pi@board"]}})
+    assert again.bench.targets == ("ssh://pi@board",)
+
+
+def test_a_recipe_checks_the_search_budget_on_the_shipped_model(fast_recipe, tmp_path: Path,
+                                                                cli) -> None:
+    """ChannelPrune(target) -> QAT -> int8 in a recipe: the report's ``channel_target`` row
+    holds the shipped model against the budget taken of the dense int8 model of the run; the
+    same entries against a latency target it cannot meet fail."""
+    import yaml
+
+    from edgekit.report_search import search_budgets
+    from edgekit.report_types import Report
+
+    recipe = {**fast_recipe, "train": {"epochs": 2}, "stages": [
+        {"class_name": "ChannelPrune",
+         "config": {"target": {"macs_ratio": 0.6}, "epochs": 1, "search_steps": 1,
+                    "proposal_batches": 2}},
+        {"class_name": "QAT", "config": {"epochs": 1}}]}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    assert cli(["run", str(path), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    row = next(b for b in report["budgets"] if b["name"] == "channel_target[channelprune]")
+    dense = next(e for e in report["stages"] if e["name"] == "int8_dense")
+    final = next(e for e in report["stages"] if e.get("final"))
+    assert row["limit"] == pytest.approx(0.6 * dense["macs"]) and row["value"] == final["macs"]
+    assert row["unit"] == "MACs" and row["passed"] is True and row["value"] <= row["limit"]
+
+    typed = Report.from_dict(report)
+    for entry in typed.stages:
+        if getattr(entry, "kind", None) == "ChannelPrune":
+            entry.details["search"]["target"] = {"latency_ratio": 0.01, "on": "local",
+                                                 "stat": "p50"}
+    (tight,) = search_budgets(typed.stages)
+    assert tight.unit == "ms (p50) on local" and tight.passed is False
+    assert tight.value == final["bench"]["local"]["latency_ms"]["p50"]
+    assert tight.limit == pytest.approx(0.01 * dense["bench"]["local"]["latency_ms"]["p50"])
