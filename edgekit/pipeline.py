@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -316,7 +317,11 @@ class Pipeline:
                 model = models[planned.name] = reused[0]
                 continue
             self.log(f"stage {planned.name}: {planned.stage.to_dict()['config']}")
-            done = run_stage(planned.stage, model, data, self.out / planned.artefact, float_file)
+            steps = self.out / f".{planned.name}.steps"  # a stage's mid-way checkpoints
+            if not self.resume:
+                shutil.rmtree(steps, ignore_errors=True)
+            done = run_stage(planned.stage, model, data, self.out / planned.artefact, float_file,
+                             checkpoints=steps)
             model = models[planned.name] = done.model
             details = {"config": planned.stage.to_dict(), **done.details}
             entry = self._add_keras_entry(planned.name, planned.kind, done.path, model, data,

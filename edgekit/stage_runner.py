@@ -11,6 +11,7 @@ what was written (as DESIGN.md has it: stages hand each other files, not live ob
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ class StageOutput:
 
 
 def run_stage(stage: Any, model: keras.Model, data: Dataset, dest: str | os.PathLike[str],
-              float_model: str | os.PathLike[str]) -> StageOutput:
+              float_model: str | os.PathLike[str],
+              checkpoints: str | os.PathLike[str] | None = None) -> StageOutput:
     """Applies ``stage`` to ``model`` and hands the result on as the file ``dest``.
 
     Args:
@@ -48,6 +50,8 @@ def run_stage(stage: Any, model: keras.Model, data: Dataset, dest: str | os.Path
         data: Training and held-out data.
         dest: The output file (``.keras``, or ``.h5`` for a stage whose artefact suffix is).
         float_model: The model file a teacher named ``float`` stands for.
+        checkpoints: A folder where a stage that can resume mid-way (``with_checkpoints``: the
+            channel search) keeps its steps; removed once the stage has finished.
 
     Returns:
         The reloaded model, its file and the stage's details.
@@ -56,6 +60,11 @@ def run_stage(stage: Any, model: keras.Model, data: Dataset, dest: str | os.Path
         InputError: Bad stage values for this model or data, a teacher that cannot be loaded,
             or an output path that cannot be written.
     """
-    result = bind_teacher(stage, Path(float_model)).apply(model, data)
+    stage = bind_teacher(stage, Path(float_model))
+    if checkpoints is not None and hasattr(stage, "with_checkpoints"):
+        stage = stage.with_checkpoints(checkpoints)
+    result = stage.apply(model, data)
     path = save_model(result.model, Path(dest))
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return StageOutput(load_model(path), path, dict(result.details))

@@ -25,8 +25,10 @@ int8 kernels. Removing whole channels cuts the work on every target. ``ChannelPr
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -275,6 +277,19 @@ class ChannelPrune(LayerSelectingStage):
         _check_fit_args(max(1, self.epochs), self.learning_rate, self.batch_size,
                         self.augment_shift)
 
+    def with_checkpoints(self, folder: str | os.PathLike[str]) -> ChannelPrune:
+        """A copy whose channel search saves (and resumes from) per-step checkpoints.
+
+        Args:
+            folder: Where the search keeps its state (created on the first step).
+
+        Returns:
+            The copy (same config, so the same fingerprint).
+        """
+        copy = replace(self)
+        object.__setattr__(copy, "_checkpoints", Path(folder))
+        return copy
+
     def _context(self, model: keras.Model, graph: ChannelGraph, data: Dataset
                  ) -> ScoringContext:
         """The scoring context, with a seeded draw of ``batches`` training batches if needed."""
@@ -315,7 +330,8 @@ class ChannelPrune(LayerSelectingStage):
         ctx = self._context(flat, graph, data)
         searched: dict[str, Any] = {}
         if self.target is not None:
-            new, searched = search_channels(self, flat, data, parse_search_target(self.target))
+            new, searched = search_channels(self, flat, data, parse_search_target(self.target),
+                                            checkpoints=getattr(self, "_checkpoints", None))
             plan = searched.pop("removed")  # original channel numbers, step by step
             surgery: dict[str, Any] = {"folded": []}
             recalibrated = {"layers": 0, "batches": 0, "samples": 0}  # done per proposal

@@ -21,6 +21,11 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
 4. Steps repeat until the measured figure is within the budget. When no group can be cut
    further, or no proposal is faster than its parent, the search fails (``CheckFailed``, exit 1)
    and says by how much it missed.
+Resumable at step granularity: given a checkpoint folder (``edgekit run`` passes
+``OUT/.<stage>.search``; ``--resume`` keeps it), every accepted step saves its model and the
+search state there, keyed on the stage's config and the input model's weights, and a search
+started again on the same key continues after the last saved step.
+
 5. The stage's long fine-tune follows (``epochs``, optionally distilled), then the chosen model
    is measured once more beside the dense one; QAT and full-int8 conversion follow as stages.
 """
@@ -28,13 +33,17 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from device_bench.atomicio import write_json
 from edgekit.compress.bn_recalibration import recalibrate_batch_norm
 from edgekit.compress.channel_graph import ChannelGroup, build_channel_graph, select_groups
 from edgekit.compress.channel_surgery import remove_channels
@@ -45,6 +54,7 @@ from edgekit.compress.training import accuracy, fit
 from edgekit.converters.work import keras_work
 from edgekit.core._keras import keras
 from edgekit.core.errors import CheckFailed
+from edgekit.core.model_io import load_model, save_model
 from edgekit.data import Dataset
 
 __all__ = ["candidate_counts", "search_channels", "split_validation"]
@@ -106,9 +116,11 @@ class _Search:
     """One search: the state shared by its steps (see the module docstring)."""
 
     def __init__(self, stage: Any, model: keras.Model, data: Dataset, target: SearchTarget,
-                 meter: CostMeter | None, log: Callable[[str], None]) -> None:
+                 meter: CostMeter | None, log: Callable[[str], None],
+                 checkpoints: Path | None = None) -> None:
         self.stage, self.target, self.log = stage, target, log
         self.model = model
+        self.checkpoints = checkpoints
         self.train, self.val_x, self.val_y = split_validation(data, stage.validation, stage.seed)
         pick = np.random.default_rng(stage.seed).choice(
             len(self.train.x_train), min(64, len(self.train.x_train)), replace=False)
@@ -207,10 +219,17 @@ class _Search:
         unit = self.target.unit
         self.log(f"channel search: {self.target.describe()}: dense {dense_figure:.6g} {unit}, "
                  f"budget {budget:.6g} {unit}")
-        self._check_floor(dense_figure, budget)
         current, figure = self.model, dense_figure
         alive = {g.name: list(range(g.size)) for g in build_channel_graph(current).groups}
         steps: list[dict[str, Any]] = []
+        saved = self._load_checkpoint()
+        if saved is not None:
+            current, state = saved
+            figure, alive, steps = state["figure"], state["alive"], state["steps"]
+            dense_figure, budget = state["dense_figure"], state["budget"]
+            self.log(f"channel search: resuming after step {len(steps)} ({figure:.6g} {unit})")
+        else:
+            self._check_floor(dense_figure, budget)
         confirmations: list[dict[str, float]] = []
         left: dict[str, str] = {}
         failure = None
@@ -243,6 +262,8 @@ class _Search:
                                "estimate": p.estimate, "meets_goal": p.meets_goal,
                                "validation_accuracy": p.accuracy} for p in info["proposals"]],
                 "rejected_slower": info["rejected_slower"]})
+            self._save_checkpoint(current, {"figure": figure, "alive": alive, "steps": steps,
+                                            "dense_figure": dense_figure, "budget": budget})
             self.log(f"step {len(steps)}: {accepted.group} {accepted.before}->{accepted.after}; "
                      f"{figure:.6g} {unit} (parent {parent_figure:.6g}, estimate "
                      f"{accepted.estimate:.6g}, goal {info['goal']:.6g}); validation accuracy "
@@ -271,6 +292,42 @@ class _Search:
         removed = {name: sorted(set(range(sizes[name])) - set(kept))
                    for name, kept in alive.items() if name in sizes and len(kept) < sizes[name]}
         return current, {**details, "left_by_search": left, "removed": removed}
+
+    def _key(self) -> str:
+        """What a checkpoint belongs to: the stage's config and the input model's weights."""
+        h = hashlib.sha256(json.dumps(self.stage.get_config(), sort_keys=True,
+                                      default=str).encode())
+        for w in self.model.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
+        return h.hexdigest()[:32]
+
+    def _load_checkpoint(self) -> tuple[keras.Model, dict[str, Any]] | None:
+        """The last saved step of a search with this key, or None."""
+        if self.checkpoints is None:
+            return None
+        path = self.checkpoints / "state.json"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if state.get("key") != self._key():
+                return None
+            model = load_model(self.checkpoints / state["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no checkpoint, or one from another search: start afresh
+        self.meter.compare({"dense": self.model})  # opens the cost table for this runtime
+        return model, state
+
+    def _save_checkpoint(self, model: keras.Model, state: dict[str, Any]) -> None:
+        """Saves the accepted step's model, then the state that names it (both atomic)."""
+        if self.checkpoints is None:
+            return
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        name = f"step{len(state['steps'])}.keras"
+        save_model(model, self.checkpoints / name)
+        write_json(self.checkpoints / "state.json",
+                   {"key": self._key(), "model": name, **state})
+        for old in self.checkpoints.glob("step*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
     def _check_floor(self, dense_figure: float, budget: float) -> None:
         """Fails at once when even the smallest model the search can reach misses the budget.
@@ -313,8 +370,9 @@ class _Search:
 
 
 def search_channels(stage: Any, model: keras.Model, data: Dataset, target: SearchTarget, *,
-                    meter: CostMeter | None = None,
-                    log: Callable[[str], None] = _stderr) -> tuple[keras.Model, dict[str, Any]]:
+                    meter: CostMeter | None = None, log: Callable[[str], None] = _stderr,
+                    checkpoints: str | Path | None = None
+                    ) -> tuple[keras.Model, dict[str, Any]]:
     """Cuts channels until ``model`` meets ``target`` on its device (no long fine-tune here).
 
     Args:
@@ -325,6 +383,7 @@ def search_channels(stage: Any, model: keras.Model, data: Dataset, target: Searc
         target: The parsed target.
         meter: The cost meter (None: one for ``target``, measuring on ``target.on``).
         log: Called with one line per step.
+        checkpoints: Folder for the per-step checkpoints (None: not resumable).
 
     Returns:
         ``(model that meets the budget, details)``: ``dense_figure``, ``budget``,
@@ -335,7 +394,8 @@ def search_channels(stage: Any, model: keras.Model, data: Dataset, target: Searc
         CheckFailed: The budget cannot be met (the message gives the best figure and the miss).
         InputError: The target cannot be measured.
     """
-    search = _Search(stage, model, data, target, meter, log)
+    search = _Search(stage, model, data, target, meter, log,
+                     None if checkpoints is None else Path(checkpoints))
     try:
         return search.run()
     finally:

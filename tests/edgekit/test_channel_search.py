@@ -240,3 +240,51 @@ def test_a_recipe_checks_the_search_budget_on_the_shipped_model(fast_recipe, tmp
     assert tight.unit == "ms (p50) on local" and tight.passed is False
     assert tight.value == final["bench"]["local"]["latency_ms"]["p50"]
     assert tight.limit == pytest.approx(0.01 * dense["bench"]["local"]["latency_ms"]["p50"])
+
+
+def test_run_resume_continues_the_search_after_the_last_step(fast_recipe, tmp_path: Path
+                                                             ) -> None:
+    """A real ``edgekit run`` interrupted by a real SIGINT after the search's first step; the
+    ``--resume`` run continues after that step (same first step), and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    recipe = {**fast_recipe, "train": {"epochs": 2}, "stages": [
+        {"class_name": "ChannelPrune",
+         "config": {"target": {"macs_ratio": 0.3}, "epochs": 0, "search_steps": 3,
+                    "proposal_batches": 2}}]}
+    recipe["bench"] = {**recipe["bench"], "targets": []}
+    recipe["budgets"] = {"require_int8": True}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "edgekit", "run", str(path), "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=env)
+    first = None
+    for line in proc.stderr:  # type: ignore[union-attr]
+        if line.startswith("step 1: "):
+            first = line.strip()
+            proc.send_signal(signal.SIGINT)
+            break
+    proc.communicate(timeout=120)
+    assert first is not None and proc.returncode != 0
+    assert (out / ".channelprune.steps" / "state.json").is_file()
+
+    done = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "channel search: resuming after step 1 " in done.stderr
+    assert "step 1: " not in done.stderr  # not searched again
+    report = json.loads((out / "report.json").read_text())
+    entry = next(e for e in report["stages"] if e["name"] == "channelprune")
+    step1 = entry["details"]["search"]["steps"][0]
+    assert first.startswith(f"step 1: {step1['group']} {step1['channels'][0]}->"
+                            f"{step1['channels'][1]};")
+    assert entry["details"]["search"]["searched_figure"] <= entry["details"]["search"]["budget"]
+    assert not (out / ".channelprune.steps").exists()  # removed once the stage finished
