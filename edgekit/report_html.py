@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from device_bench.atomicio import write_text
 from device_bench.result import BenchResult
 from edgekit.core.errors import InputError
+from edgekit.report_search import search_series
 from edgekit.report_stages import StageNotes, conversion_notes, stage_notes
 from edgekit.report_types import Entry, Report, TfliteEntry, as_report
 from edgekit.report_work import speed_notes
@@ -240,6 +241,29 @@ def _plot_accuracy_latency(report: Report, target: str, slug: str) -> str:
                     f"p50 latency on {target} (ms)", f"Accuracy vs latency, target {target}",
                     f"Held-out accuracy against median (p50) latency of each .tflite on {target}.",
                     "#c25400")
+
+
+def _plot_searches(report: Report) -> list[str]:
+    """Figure against held-out (training share) accuracy over each channel search's steps."""
+    plots = []
+    for series in search_series(report.stages):
+        fig = _new_figure(7, 4)
+        ax = fig.subplots()
+        xs = [p[0] for p in series["points"]]
+        ax.plot(xs, [p[1] for p in series["points"]], "o-", color="#2a7f3f")
+        if series["budget"] is not None:
+            ax.axvline(series["budget"], color="#a00", linestyle="--", linewidth=1)
+        _label_points(ax, series["points"])
+        ax.set_xlabel(f"measured {series['unit']}", parse_math=False)
+        ax.set_ylabel("accuracy on the held-out training share (%)")
+        ax.set_title(f"Channel search {series['stage']}: {series['target']}", parse_math=False)
+        plots.append(_figure(
+            f"plot-search-{_slug(series['stage'])}", fig,
+            f"Each accepted step of the search: its figure measured on the target and its "
+            f"proposal's accuracy on the share of the training split held out; dashed: the "
+            f"budget ({series['budget']:.6g} {series['unit']}; dense model "
+            f"{series['dense']:.6g})."))
+    return plots
 
 
 def _plot_latency(report: Report, target: str, slug: str) -> str:
@@ -571,7 +595,7 @@ def render_html(report: Report | dict[str, Any], sweep: dict[str, Any] | None = 
     import matplotlib as mpl
 
     with mpl.rc_context(_RC):
-        plots = [_plot_accuracy_size(report)]
+        plots = [_plot_accuracy_size(report), *_plot_searches(report)]
         for t in targets:
             plots += [_plot_accuracy_latency(report, t, ids[t]), _plot_latency(report, t, ids[t])]
         body = [_header(report), _model_facts(report, targets),

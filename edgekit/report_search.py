@@ -79,3 +79,30 @@ def search_budgets(entries: Sequence[Entry]) -> tuple[BudgetResult, ...]:
             unit=f"{unit}{where}",
             passed=value is not None and limit is not None and value <= limit))
     return tuple(out)
+
+
+def search_series(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The latency (or instructions, MACs) and accuracy of every step of each channel search.
+
+    Args:
+        entries: The run's entries.
+
+    Returns:
+        One ``{"stage", "unit", "budget", "dense", "points": [(figure, accuracy %, label)]}``
+        per searched ChannelPrune stage; a step's accuracy is its proposal's score on the
+        share of the training split the search held out (the test split is never read).
+    """
+    out = []
+    for entry in entries:
+        if not isinstance(entry, KerasEntry) or entry.kind != "ChannelPrune":
+            continue
+        search = (entry.details or {}).get("search")
+        if not isinstance(search, dict) or not search.get("steps"):
+            continue
+        points = [(float(s["measured"]), 100.0 * float(s["validation_accuracy"]),
+                   f"{s['step']}: {s['group']} {s['channels'][0]}->{s['channels'][1]}")
+                  for s in search["steps"] if s.get("validation_accuracy") is not None]
+        out.append({"stage": entry.name, "unit": search.get("unit", ""),
+                    "budget": search.get("budget"), "dense": search.get("dense_figure"),
+                    "target": search.get("target"), "points": points})
+    return out

@@ -61,7 +61,10 @@ __all__ = ["candidate_counts", "search_channels", "split_validation"]
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """One progress line on stderr, above any progress bar that is drawing."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def candidate_counts(size: int, round_to: int) -> list[int]:

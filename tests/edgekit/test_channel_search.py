@@ -230,6 +230,11 @@ def test_a_recipe_checks_the_search_budget_on_the_shipped_model(fast_recipe, tmp
     final = next(e for e in report["stages"] if e.get("final"))
     assert row["limit"] == pytest.approx(0.6 * dense["macs"]) and row["value"] == final["macs"]
     assert row["unit"] == "MACs" and row["passed"] is True and row["value"] <= row["limit"]
+    page = (out / "report.html").read_text()
+    assert '<figure id="plot-search-channelprune">' in page
+    steps = next(e for e in report["stages"] if e["name"] == "channelprune")["details"][
+        "search"]["steps"]
+    assert f"1: {steps[0]['group']} {steps[0]['channels'][0]}-&gt;" in page  # labelled steps
 
     typed = Report.from_dict(report)
     for entry in typed.stages:
