@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from device_bench.atomicio import write_json
 from edgekit.compress.bn_recalibration import recalibrate_batch_norm
@@ -62,8 +63,6 @@ __all__ = ["candidate_counts", "search_channels", "split_validation"]
 
 def _stderr(line: str) -> None:
     """One progress line on stderr, above any progress bar that is drawing."""
-    from tqdm import tqdm
-
     tqdm.write(line, file=sys.stderr)
 
 
