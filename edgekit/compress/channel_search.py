@@ -21,13 +21,18 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
 4. Steps repeat until the measured figure is within the budget. When no group can be cut
    further, or no proposal is faster than its parent, the search fails (``CheckFailed``, exit 1)
    and says by how much it missed.
+5. A figure within the budget is confirmed by measuring the model beside the dense one in
+   one run (up to three times, searching on after a miss). The stage's long fine-tune follows
+   (``epochs``, optionally distilled); QAT and full-int8 conversion follow as stages, and the
+   report checks the budget again on the shipped model (:mod:`edgekit.report_search`).
+
+On the last step (its goal is the budget) a proposal whose estimate lands within ``BAND`` (5 %)
+under the budget is preferred over a more accurate one that cuts further than asked.
+
 Resumable at step granularity: given a checkpoint folder (``edgekit run`` passes
-``OUT/.<stage>.search``; ``--resume`` keeps it), every accepted step saves its model and the
+``OUT/.<stage>.steps``; ``--resume`` keeps it), every accepted step saves its model and the
 search state there, keyed on the stage's config and the input model's weights, and a search
 started again on the same key continues after the last saved step.
-
-5. The stage's long fine-tune follows (``epochs``, optionally distilled), then the chosen model
-   is measured once more beside the dense one; QAT and full-int8 conversion follow as stages.
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ from edgekit.core.errors import CheckFailed
 from edgekit.core.model_io import load_model, save_model
 from edgekit.data import Dataset
 
-__all__ = ["candidate_counts", "search_channels", "split_validation"]
+__all__ = ["BAND", "candidate_counts", "search_channels", "split_validation"]
+
+BAND = 0.05  # the last step prefers proposals within 5 % under the budget
 
 
 def _stderr(line: str) -> None:
@@ -128,6 +135,7 @@ class _Search:
             len(self.train.x_train), min(64, len(self.train.x_train)), replace=False)
         self.meter = meter or CostMeter(target, self.train.x_train[np.sort(pick)], log=log)
         self.importance = parse_importance(stage.importance)
+        self.budget_goal = 0.0
 
     def _estimate(self, parent: keras.Model, parent_figure: float, child: keras.Model) -> float:
         """Measured parent + the cost table's change over the layers whose shape changed."""
@@ -199,8 +207,12 @@ class _Search:
             return None, {"left": left}, "no group can be cut further"
         for p in proposals:
             self._score(p)
-        ranked = sorted(proposals, key=lambda p: (not p.meets_goal, -(p.accuracy or 0.0),
-                                                  p.estimate))
+        # On the last step (the goal is the budget) a proposal that lands within BAND of it is
+        # preferred: cutting further than the budget asks costs accuracy for nothing.
+        last = asked <= self.budget_goal * (1 + 1e-9)
+        ranked = sorted(proposals, key=lambda p: (
+            not p.meets_goal, last and p.estimate < (1 - BAND) * asked, -(p.accuracy or 0.0),
+            p.estimate))
         rejected = []
         for p in ranked:
             figures = self.meter.compare({"parent": current, "child": p.model})
@@ -218,6 +230,7 @@ class _Search:
         t0 = time.perf_counter()
         dense_figure = self.meter.compare({"dense": self.model})["dense"]
         budget = self.target.budget(dense_figure)
+        self.budget_goal = budget
         unit = self.target.unit
         self.log(f"channel search: {self.target.describe()}: dense {dense_figure:.6g} {unit}, "
                  f"budget {budget:.6g} {unit}")
@@ -229,6 +242,7 @@ class _Search:
             current, state = saved
             figure, alive, steps = state["figure"], state["alive"], state["steps"]
             dense_figure, budget = state["dense_figure"], state["budget"]
+            self.budget_goal = budget
             self.log(f"channel search: resuming after step {len(steps)} ({figure:.6g} {unit})")
         else:
             self._check_floor(dense_figure, budget)
