@@ -116,6 +116,17 @@ def time_models(paths: dict[str, str]) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in seen.items()}
 
 
+def prepare_qemu() -> None:
+    """Finds qemu and builds (or reuses) the ARM sysroot; exits with the reason if it cannot."""
+    from device_bench.errors import TargetError
+    from device_bench.targets import QemuTarget
+
+    try:
+        QemuTarget(cpu="cortex-a72").prepare()
+    except TargetError as e:
+        raise SystemExit(f"bench: {e}") from e
+
+
 def count_models(paths: dict[str, str]) -> dict[str, int | None]:
     """Guest instructions per inference on an emulated Cortex-A72 (None if qemu fails)."""
     from device_bench.runner import BenchOptions
@@ -158,7 +169,8 @@ def run_speed(data: Any, seed: int, epochs: int, ratios: list[float], importance
                                                            folder / "dense.tflite")}}
     for ratio in ratios:
         for distill in distills:
-            name = f"pruned {ratio:g}" + (" distilled" if distill else "")
+            name = (f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
+                    + (" distilled" if distill else ""))
             row = _cached(folder / f"{name.replace(' ', '_')}.json")
             if row is None:
                 config = {"ratio": ratio, "importance": importance, "epochs": FINE,
@@ -176,7 +188,8 @@ def run_speed(data: Any, seed: int, epochs: int, ratios: list[float], importance
                     **to_int8(qat.model, data, seed,
                               folder / f"{name.replace(' ', '_')}.tflite")})
             rows[name] = row
-        channels = rows[f"pruned {ratio:g}" + (" distilled" if distills[0] else "")]["channels"]
+        channels = rows[f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
+                        + (" distilled" if distills[0] else "")]["channels"]
         row = _cached(folder / f"width_{channels}.json")
         if row is None:
             narrow = load_model(dense_model(data, seed, epochs + FINE, work, filters=channels))
@@ -358,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work or tmp)
         data = load_task()
         if args.part in ("speed", "all"):
+            prepare_qemu()  # before any training: a missing emulator fails now, not in an hour
             t0 = time.perf_counter()
             distills = {"no": (False,), "yes": (True,), "both": (False, True)}[args.distill]
             results = {s: run_speed(data, s, args.epochs, args.ratios, args.importance, work,
