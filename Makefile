@@ -26,10 +26,10 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 # Each script rewrites its own section of BENCHMARKS.md (bench/sections.py); one can run alone,
-# e.g. `make bench BENCH=arch_matrix`. The whole set takes about four hours on 2 cores.
+# e.g. `make bench BENCH=arch_matrix`. The whole set takes about eight hours on 2 cores.
 BENCH ?= run_benchmarks bench_method calibration_cost selective_quant distill_digits \
          arm_instructions arch_matrix cli_startup kws channel_rounding channel_coverage \
-         channel_prune
+         channel_prune channel_search
 bench: $(STAMP)
 	@set -e; for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py --out BENCHMARKS.md; done
 
