@@ -27,7 +27,10 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
    report checks the budget again on the shipped model (:mod:`edgekit.report_search`).
 
 On the last step (its goal is the budget) a proposal whose estimate lands within ``BAND`` (5 %)
-under the budget is preferred over a more accurate one that cuts further than asked.
+under the budget is preferred over a more accurate one that cuts further than asked. A goal
+that only a destructive cut reaches alone is not forced: a proposal more than
+``ACCURACY_SLACK`` (3 points) more accurate that covers at least ``PROGRESS`` (a quarter) of the
+step is taken first, and the search goes on from it (up to four times ``search_steps`` steps).
 
 Resumable at step granularity: given a checkpoint folder (``edgekit run`` passes
 ``OUT/.<stage>.steps``; ``--resume`` keeps it), every accepted step saves its model and the
@@ -66,6 +69,8 @@ from edgekit.data import Dataset
 __all__ = ["BAND", "candidate_counts", "search_channels", "split_validation"]
 
 BAND = 0.05  # the last step prefers proposals within 5 % under the budget
+ACCURACY_SLACK = 0.03  # held-out accuracy a goal-meeting proposal may lose to a partial one
+PROGRESS = 0.25  # ... when the partial one covers at least this share of the step
 
 
 def _stderr(line: str) -> None:
@@ -213,6 +218,14 @@ class _Search:
         ranked = sorted(proposals, key=lambda p: (
             not p.meets_goal, last and p.estimate < (1 - BAND) * asked, -(p.accuracy or 0.0),
             p.estimate))
+        # A goal only a destructive cut reaches alone (one group to a few channels) is not worth
+        # it: a proposal more than ACCURACY_SLACK more accurate that still covers PROGRESS of the
+        # way is taken first, and the next step goes on from there.
+        best = max(proposals, key=lambda p: p.accuracy or 0.0)
+        if ranked[0] is not best and (best.accuracy or 0.0) - (ranked[0].accuracy or 0.0) \
+                > ACCURACY_SLACK and figure - best.estimate >= PROGRESS * (figure - asked):
+            ranked.remove(best)
+            ranked.insert(0, best)
         rejected = []
         for p in ranked:
             figures = self.meter.compare({"parent": current, "child": p.model})
