@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgekit-installed
 OUT    ?= runs/demo
 
-.PHONY: demo test test-all bench lint venv clean kws-deps
+.PHONY: demo test test-all bench lint venv clean kws-deps fuzz
 
 venv: $(STAMP)
 
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# The long fuzz run of the parsers that read users' files (tests/fuzz/run_fuzz.py): 100,000
+# inputs over .tflite (inspect and device_bench), recipes, .npz/.npy and image folders; prints
+# one row per target and rewrites the fuzz section of RELIABILITY.md. FUZZ_ARGS adds options,
+# e.g. `make fuzz FUZZ_ARGS="--seed 3 --minutes 20"`. Exit 1 when anything crashed.
+FUZZ_TOTAL ?= 100000
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/run_fuzz.py --total $(FUZZ_TOTAL) --out RELIABILITY.md $(FUZZ_ARGS)
 
 # Each script rewrites its own section of BENCHMARKS.md (bench/sections.py); one can run alone,
 # e.g. `make bench BENCH=arch_matrix`. The whole set takes about eight hours on 2 cores.

@@ -33,7 +33,9 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest==9.2.0", "ruff==0.17.5"],
+    # hypothesis: the property-based fuzzers of the parsers that read users' files (tests/fuzz,
+    # a short run in `make test`, 100,000 inputs in `make fuzz`).
+    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.170.15"],
 }
 
 setup(

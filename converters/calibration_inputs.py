@@ -74,7 +74,7 @@ def _check_one(spec: InputSpec, array: Any, source: str) -> np.ndarray:
         data = np.asarray(array)
     except (TypeError, ValueError) as e:
         raise InputError(f"{source} for input {spec.name!r} is not an array: {e}") from e
-    if data.dtype == object or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+    if data.dtype.kind not in "biuf":  # objects, strings, complex, dates: not model inputs
         raise InputError(
             f"{source} for input {spec.name!r} has dtype {data.dtype} but the model input "
             f"{spec.name!r} expects {spec.dtype} numbers"
@@ -92,12 +92,21 @@ def _check_one(spec: InputSpec, array: Any, source: str) -> np.ndarray:
         )
     want = np.dtype(spec.dtype) if spec.dtype in np.sctypeDict else np.dtype(np.float32)
     if np.issubdtype(want, np.integer) and not np.issubdtype(data.dtype, np.integer):
-        if not np.all(np.equal(np.mod(data, 1), 0)):
+        with np.errstate(invalid="ignore"):  # NaN and inf are not integers either
+            whole = bool(np.all(np.equal(np.mod(data, 1), 0)))
+        if not whole:
             raise InputError(
                 f"{source} for input {spec.name!r} has dtype {data.dtype} (non-integer values) "
                 f"but the model input {spec.name!r} expects {spec.dtype}"
             )
-    out = data.astype(want, copy=False)
+    if np.issubdtype(want, np.integer) and data.size:
+        info = np.iinfo(want)
+        low, high = data.min(), data.max()
+        if low < info.min or high > info.max:
+            raise InputError(f"{source} for input {spec.name!r} holds values {low}..{high} "
+                             f"outside {spec.dtype}'s range {info.min}..{info.max}")
+    with np.errstate(over="ignore"):
+        out = data.astype(want, copy=False)
     if np.issubdtype(want, np.floating) and not np.isfinite(out).all():
         raise InputError(f"{source} for input {spec.name!r} contains NaN or infinite values")
     return out

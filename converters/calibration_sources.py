@@ -150,13 +150,16 @@ def load_array_file(path: str | os.PathLike[str]) -> np.ndarray | dict[str, np.n
     if not p.is_file():
         raise InputError(f"calibration file {str(p)!r} does not exist")
     try:
+        # allow_pickle=False: an object array (a pickle) is refused, never unpickled.
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return loaded
         with loaded as npz:
             return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: {e}") from e
+    except Exception as e:  # a damaged file raises many types: BadZipFile, EOFError, SyntaxError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: "
+                         f"{first}") from e
 
 
 class ImageFolderSource:

@@ -8,6 +8,11 @@ ones the local runtime cannot run. :mod:`.inspection` (ops, dtypes, sparsity), :
 Tensors are read as the schema stores them: ``shape`` holds the static dimensions (a dynamic
 batch is stored as 1 there, and as -1 in ``shape_signature``); a constant tensor (a weight, a
 bias) points at a non-empty buffer, an activation at buffer 0 or an empty one.
+
+:func:`_load` first runs :func:`device_bench.tflite_check.check_tflite` (structure, and every
+tensor, buffer, operator-code and subgraph index in range), so the readers may index with the
+file's numbers; any byte string gives a parsed model or one :class:`InputError` line (fuzzed:
+``tests/fuzz``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from device_bench.tflite_check import MalformedModel, check_tflite
 from edgekit.core.errors import InputError
 
 _TFLITE_IDENTIFIER = b"TFL3"
@@ -75,9 +81,18 @@ def _load(model: str | os.PathLike[str] | bytes) -> _Parsed:
             f"model {name!r} is not a TFLite flatbuffer (expected file identifier TFL3)"
         )
     try:
+        # Every index the readers follow is in range after this, and the walk below is bounded
+        # by the file's size (shared tables would make it endless).
+        check_tflite(data, name, runnable=False)
+    except MalformedModel as e:
+        if e.reason == "the model has no subgraphs":
+            raise InputError(f"model {name!r} has no subgraphs") from None
+        raise InputError(f"model {name!r} is a damaged TFLite flatbuffer: {e.reason}") from None
+    try:
         parsed = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as e:  # a truncated/corrupt flatbuffer raises struct/index errors
-        raise InputError(f"model {name!r} is a damaged TFLite flatbuffer: {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"model {name!r} is a damaged TFLite flatbuffer: {first}") from e
     if not parsed.subgraphs:
         raise InputError(f"model {name!r} has no subgraphs")
     return _Parsed(name=name, data=data, model=parsed)
@@ -169,6 +184,9 @@ def _weight_tensor(parsed: _Parsed, subgraph: Any, tensor_index: int) -> Any | N
     for op in subgraph.operators or []:
         outs = op.outputs if op.outputs is not None else []
         if tensor_index in list(outs) and _op_name(parsed.model, op.opcodeIndex) == "DEQUANTIZE":
-            src = tensors[op.inputs[0]]
+            ins = op.inputs if op.inputs is not None else []
+            if not len(ins) or ins[0] < 0:  # a DEQUANTIZE of nothing (a malformed model)
+                return None
+            src = tensors[ins[0]]
             return src if _is_constant(parsed, src) else None
     return None

@@ -226,7 +226,9 @@ def weight_sparsity(model: str | os.PathLike[str] | bytes) -> list[dict[str, Any
             zeros: int | None = None
             np_dtype = _NUMPY_DTYPES.get(dtype)
             raw = _buffer_bytes(parsed, t)
-            if np_dtype is not None and raw is not None:
+            # A buffer that is no whole number of elements is not this tensor's (malformed).
+            if np_dtype is not None and raw is not None \
+                    and len(raw) % np.dtype(np_dtype).itemsize == 0:
                 values = np.frombuffer(raw, dtype=np_dtype)
                 if values.size == params:
                     zeros = _count_zeros(values.reshape(shape), t)

@@ -22,6 +22,7 @@ from ai_edge_litert.interpreter import Interpreter
 from tqdm import tqdm
 
 from edgekit.core._keras import keras
+from edgekit.core.checks import check_labels
 from edgekit.core.errors import InputError
 
 from .result import JsonResult
@@ -232,7 +233,8 @@ def verify_tflite(
         The verification figures, as plain floats.
 
     Raises:
-        InputError: Unusable model, data or labels (see :func:`run_tflite`).
+        InputError: Unusable model, data or labels (see :func:`run_tflite`), or a label outside
+            the model's classes.
     """
     out = run_tflite(tflite, x)
     n = len(out)
@@ -240,6 +242,8 @@ def verify_tflite(
     pred = _top1(out)
     accuracy = None
     if labels is not None and pred is not None:
+        # A label the model has no class for would count as a silent miss: refuse it.
+        check_labels(labels, out.reshape(n, -1).shape[1], "y")
         accuracy = float(np.mean(pred == labels))
     fields: dict[str, Any] = {"samples": n, "accuracy": accuracy}
     if reference is not None:

@@ -31,6 +31,7 @@ the versions that introduced it).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,28 +116,44 @@ class _Graph:
     def values(self, t: int) -> np.ndarray | None:
         raw = _buffer_bytes(self.parsed, self.tensors[t])
         dtype = _NUMPY_DTYPES.get(_dtype(self.tensors[t]))
-        return None if raw is None or dtype is None else np.frombuffer(raw, dtype=dtype)
+        if raw is None or dtype is None or len(raw) % np.dtype(dtype).itemsize:
+            return None  # none, or no whole number of elements (a malformed model)
+        return np.frombuffer(raw, dtype=dtype)
 
 
-def _static(g: _Graph, t: int) -> bool:
+def _unpacked_from(g: _Graph, t: int) -> int | None:
+    """The op that unpacks weight ``t`` (DENSIFY/DEQUANTIZE with an input), else None.
+
+    Only an op before every reader counts, so a malformed graph (an op that reads its own
+    output) cannot send the walk round in circles.
+    """
+    p = g.producer.get(t)
+    if p is None or g.names[p] not in _WEIGHT_UNPACK or not g.ins(p):
+        return None
+    readers = g.consumers.get(t, [])
+    return p if all(p < c for c in readers) and t not in g.ins(p) else None
+
+
+def _static(g: _Graph, t: int, depth: int = 0) -> bool:
     """A constant, or the output of a weight-unpacking op (DENSIFY/DEQUANTIZE) of a constant."""
     if g.const(t):
         return True
-    p = g.producer.get(t)
-    return p is not None and g.names[p] in _WEIGHT_UNPACK and all(_static(g, s) for s in g.ins(p))
+    p = _unpacked_from(g, t)
+    return (p is not None and depth < len(g.ops)
+            and all(_static(g, s, depth + 1) for s in g.ins(p)))
 
 
-def _weight_zeros(g: _Graph, t: int) -> tuple[int, int, bool]:
+def _weight_zeros(g: _Graph, t: int, depth: int = 0) -> tuple[int, int, bool]:
     """(params, zeros, sparse-encoded) of a weight tensor, following DENSIFY/DEQUANTIZE."""
-    params = int(np.prod(g.shape(t))) if g.shape(t) else 0
-    p = g.producer.get(t)
-    if p is not None and g.names[p] in _WEIGHT_UNPACK:
+    params = math.prod(g.shape(t)) if g.shape(t) else 0
+    p = _unpacked_from(g, t)
+    if p is not None and depth < len(g.ops):
         src = g.ins(p)[0]
         if g.names[p] == "DENSIFY" and g.tensors[src].sparsity is not None:
             stored = g.values(src)
             nonzero = int(np.count_nonzero(stored)) if stored is not None else params
             return params, params - nonzero, _dtype(g.tensors[src]) in _FLOAT
-        _, zeros, sparse = _weight_zeros(g, src)
+        _, zeros, sparse = _weight_zeros(g, src, depth + 1)
         return params, zeros, sparse
     values = g.values(t)
     zeros = int(np.count_nonzero(values == 0)) if values is not None else 0
@@ -145,8 +162,9 @@ def _weight_zeros(g: _Graph, t: int) -> tuple[int, int, bool]:
 
 def _fused_pad(g: _Graph, i: int) -> list[int] | None:
     """[top, bottom, left, right] of a zero spatial PAD feeding op ``i`` only, else None."""
-    p = g.producer.get(g.ins(i)[0])
-    if p is None or g.names[p] not in _PAD_OPS or len(g.consumers.get(g.outs(p)[0], [])) != 1:
+    p = g.producer.get(g.ins(i)[0]) if g.ins(i) else None
+    if p is None or g.names[p] not in _PAD_OPS or not g.outs(p) or not g.ins(p) \
+            or len(g.consumers.get(g.outs(p)[0], [])) != 1:
         return None
     ins = g.ins(p)
     pads = g.values(ins[1]) if len(ins) > 1 else None
@@ -180,9 +198,9 @@ def _classify(g: _Graph, i: int) -> tuple[int, str, str | None]:
     touched = [g.tensors[t] for t in data_ins + g.outs(i)]
     if name in _WEIGHT_UNPACK and not data_ins:
         return 0, "weights", None
-    if name in _PAD_OPS and all(g.names[c] in ("CONV_2D", "DEPTHWISE_CONV_2D")
-                                for c in g.consumers.get(g.outs(i)[0], [])) \
-            and any(_fused_pad(g, c) is not None for c in g.consumers.get(g.outs(i)[0], [])):
+    readers = g.consumers.get(g.outs(i)[0], []) if g.outs(i) else []
+    if name in _PAD_OPS and all(g.names[c] in ("CONV_2D", "DEPTHWISE_CONV_2D") for c in readers) \
+            and any(_fused_pad(g, c) is not None for c in readers):
         return 0, "fused pad", None
     bad = sorted({_dtype(t) for t in touched} - _FLOAT)
     if bad:
@@ -191,6 +209,10 @@ def _classify(g: _Graph, i: int) -> tuple[int, str, str | None]:
     four_d = bool(data_ins) and len(g.shape(data_ins[0])) == 4
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         o = g.ops[i].builtinOptions
+        options = schema.Conv2DOptionsT if name == "CONV_2D" else schema.DepthwiseConv2DOptionsT
+        if len(g.ins(i)) < 2 or not isinstance(o, options) or len(g.shape(g.ins(i)[1])) != 4:
+            return 0, "outside", (f"malformed {name}: expected an input, a 4-D filter and "
+                                  f"{options.__name__[:-1]}")
         w = g.shape(g.ins(i)[1])
         w_dtype = _dtype(g.tensors[g.ins(i)[1]])
         if w_dtype not in _FLOAT:
@@ -250,7 +272,7 @@ def _source(g: _Graph, t: int) -> int | None:
     """The op producing ``t``, looking through a fused PAD."""
     p = g.producer.get(t)
     if p is not None and g.names[p] in _PAD_OPS:
-        return g.producer.get(g.ins(p)[0])
+        return g.producer.get(g.ins(p)[0]) if g.ins(p) else None
     return p
 
 
@@ -305,7 +327,7 @@ def check_xnnpack_sparse(model: str | os.PathLike[str] | bytes) -> SparseCheck:
             for t in g.outs(i):
                 readers = [c for c in g.consumers.get(t, []) if g.names[c] not in _PAD_OPS]
                 readers += [c2 for c in g.consumers.get(t, []) if g.names[c] in _PAD_OPS
-                            for c2 in g.consumers.get(g.outs(c)[0], [])]
+                            for o in g.outs(c)[:1] for c2 in g.consumers.get(o, [])]
                 leaks = [c for c in readers if c not in inside] + (
                     ["output"] if t in g.graph_outputs else [])
                 if leaks and not flags[i] & _NCHW2NHWC:

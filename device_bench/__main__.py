@@ -2,7 +2,7 @@
 
 Runs on the device with only numpy and a TFLite interpreter (argparse, not fire). Exit codes:
 0 ok; 1 the interpreter failed while running the model; 2 bad input (one line on stderr, no
-traceback).
+traceback); 130 / 143 interrupted by SIGINT / SIGTERM (one line, see device_bench.interrupts).
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from typing import Any, NoReturn
 
 from device_bench.atomicio import check_parent, write_json
 from device_bench.errors import BenchInputError, TargetError
+from device_bench.interrupts import (
+    exit_code_of,
+    interrupt_message,
+    interrupts_as_exceptions,
+    raise_if_interrupted,
+)
 from device_bench.runner import BenchOptions, run_benchmark
 
 __all__ = ["build_parser", "format_summary", "main", "options_from_args"]
@@ -163,26 +169,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name; None reads ``sys.argv``.
 
     Returns:
-        The exit code: 0 ok, 1 the model failed to run, 2 bad input.
+        The exit code: 0 ok, 1 the model failed to run, 2 bad input, 130 / 143 interrupted
+        by SIGINT / SIGTERM (one line; a --json file is never half-written).
     """
-    args = build_parser().parse_args(argv)
-    try:
-        options = options_from_args(args)
-        if args.json not in (None, "-"):
-            check_parent(args.json)  # before the run, not after it
-        result = run_benchmark(args.model, options, target_kind=args.target_kind)
-        if args.json == "-":
-            sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        elif args.json is not None:
-            write_json(args.json, result)
-        else:
-            print(format_summary(result))
-    except BenchInputError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except TargetError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
-        return 1
+    with interrupts_as_exceptions():
+        try:
+            args = build_parser().parse_args(argv)
+            options = options_from_args(args)
+            if args.json not in (None, "-"):
+                check_parent(args.json)  # before the run, not after it
+            result = run_benchmark(args.model, options, target_kind=args.target_kind)
+            raise_if_interrupted()  # a signal the interpreter's C code swallowed: no result
+            if args.json == "-":
+                sys.stdout.write(json.dumps(result, indent=2) + "\n")
+            elif args.json is not None:
+                write_json(args.json, result)
+            else:
+                print(format_summary(result))
+        except BenchInputError as e:
+            print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except TargetError as e:
+            print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM turned into Interrupted
+            print(interrupt_message(e, PROG), file=sys.stderr, flush=True)
+            return exit_code_of(e)
     return 0
 
 

@@ -1,6 +1,10 @@
 """Atomic file output: write to a temp file in the destination folder, then rename.
 
-A reader never sees a half-written file, and an interrupted run leaves the old file (or none).
+A reader never sees a half-written file, and an interrupted run leaves the old file (or none):
+the temp file is removed on any exception, ``KeyboardInterrupt`` and the CLIs' SIGTERM included.
+The temp file is made private (``mkstemp``: 0600); before the rename it gets the mode a plain
+``open()`` would have given it under the process's umask (:func:`default_file_mode`), so
+artefacts stay readable by whoever the user's umask lets read them (0644 under 022).
 Kept dependency-free so the device-side runner can use it too.
 """
 
@@ -9,12 +13,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from device_bench.errors import BenchInputError
+from device_bench.interrupts import raise_if_interrupted
+
+_UMASK_LOCK = threading.Lock()
+_umask: int | None = None
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it where the OS tells (Linux /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # Elsewhere the only way is to set it and put it back: done once, under a lock.
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def process_umask() -> int:
+    """The umask of this process, read once (thread-safe) and remembered.
+
+    Returns:
+        The umask bits, e.g. ``0o022``.
+    """
+    global _umask
+    with _UMASK_LOCK:
+        if _umask is None:
+            _umask = _read_umask()
+        return _umask
+
+
+def default_file_mode(directory: bool = False) -> int:
+    """The mode ``open()`` (or ``mkdir``) would give a new file (folder) under the umask.
+
+    Args:
+        directory: The mode of a folder (0777 less the umask) instead of a file (0666 less it).
+
+    Returns:
+        The permission bits, e.g. ``0o644`` for a file under umask 022.
+    """
+    return (0o777 if directory else 0o666) & ~process_umask()
 
 
 def check_parent(dest: str | os.PathLike[str]) -> None:
@@ -44,7 +94,10 @@ def check_parent(dest: str | os.PathLike[str]) -> None:
 def atomic_target(dest: str | os.PathLike[str]) -> Iterator[str]:
     """Yields a temp path beside ``dest``; on success renames it onto ``dest``.
 
-    The temp name keeps ``dest``'s suffix (Keras picks the format from it).
+    The temp name keeps ``dest``'s suffix (Keras picks the format from it). Before the rename
+    it gets :func:`default_file_mode` (whoever wrote it, and however), so the artefact has the
+    mode the user's umask gives; on any exception (an interrupt included) it is removed, and
+    after a SIGINT/SIGTERM nothing is committed (``device_bench.interrupts``).
 
     Args:
         dest: Final path of the file.
@@ -57,16 +110,28 @@ def atomic_target(dest: str | os.PathLike[str]) -> Iterator[str]:
     """
     dest = Path(dest)
     check_parent(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}",
-                               dir=dest.parent)
-    os.close(fd)
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}",
+                                   dir=dest.parent)
+        os.close(fd)
         yield tmp
+        raise_if_interrupted()  # a signal whose exception a C extension swallowed: no commit
+        os.chmod(tmp, default_file_mode(directory=os.path.isdir(tmp)))
         os.replace(tmp, dest)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp:
+            _remove(tmp)
         raise
+
+
+def _remove(path: str) -> None:
+    """Removes a temp file (or a folder a writer made in its place); quiet when it is gone."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:

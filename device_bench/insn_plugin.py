@@ -145,10 +145,14 @@ def ensure_plugin(qemu: QemuInfo, cache_dir: str | os.PathLike[str] | None = Non
             header = _plugin_header(qemu, cache)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{_PLUGIN_NAME}.{os.getpid()}.tmp")
-            run_step("compile the instruction-count plugin",
-                      [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-fvisibility=hidden",
-                       f"-I{header.parent}", str(PLUGIN_SOURCE), "-o", str(tmp)])
-            os.replace(tmp, out)
+            try:
+                run_step("compile the instruction-count plugin",
+                         [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-fvisibility=hidden",
+                          f"-I{header.parent}", str(PLUGIN_SOURCE), "-o", str(tmp)])
+                os.replace(tmp, out)
+            except BaseException:  # a failed or interrupted build leaves no half-made file
+                tmp.unlink(missing_ok=True)
+                raise
     except TargetError as e:
         return PluginBuild(None, str(e))
     return PluginBuild(out, None)

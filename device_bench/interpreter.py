@@ -8,6 +8,9 @@ The device side has only numpy and one TFLite interpreter. The loader tries, in 
 verification uses to compare a ``.tflite`` with its Keras model, so they follow TFLite's own
 arithmetic, in float32 like its reference kernels: ``q = round(x / scale) + zero_point`` (half away
 from zero, like ``std::round``), clipped to the integer type, and ``x = (q - zero_point) * scale``.
+
+Every model is checked by :func:`device_bench.tflite_check.check_tflite` before the interpreter
+sees it: a malformed model is refused with one line instead of crashing this process.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from device_bench.errors import BenchInputError
+from device_bench.tflite_check import check_tflite
 
 __all__ = [
     "INTERPRETER_NAMES",
@@ -134,15 +138,17 @@ def load_interpreter(
 
     Raises:
         BenchInputError: ``threads`` is below 1, the file is missing or not a TFLite flatbuffer,
-            the model cannot be prepared (for example an op this interpreter lacks), or no
-            interpreter package is installed.
+            its indices are out of range or would crash the interpreter
+            (:func:`device_bench.tflite_check.check_tflite`), the model cannot be prepared (for
+            example an op this interpreter lacks), or no interpreter package is installed.
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise BenchInputError(f"threads must be None or an integer >= 1, got {threads!r}")
     if isinstance(model, (bytes, bytearray, memoryview)):
         label = "<bytes>"
-        source: dict[str, Any] = {"model_content": bytes(model)}
+        data = bytes(model)
+        source: dict[str, Any] = {"model_content": data}
     else:
         path = Path(model)
         label = str(path)
@@ -152,7 +158,14 @@ def load_interpreter(
             raise BenchInputError(f"model {label!r} is not a file; expected a .tflite file")
         if path.stat().st_size == 0:
             raise BenchInputError(f"model {label!r} is empty; expected a .tflite file")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise BenchInputError(f"model {label!r} cannot be read: {e.strerror or e}") from e
         source = {"model_path": str(path)}
+    # The interpreter verifies the flatbuffer's structure but not its indices: a malformed model
+    # can end this process (SIGSEGV, abort). Refuse it first (device_bench.tflite_check).
+    check_tflite(data, label)
 
     name, cls, resolver, version = _import_backend()
     kwargs: dict[str, Any] = dict(source)

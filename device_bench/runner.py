@@ -22,7 +22,6 @@ import numbers
 import os
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from device_bench.result import (
 )
 from device_bench.sizes import gzip_size
 from device_bench.stats import CV_WARN_THRESHOLD, is_noisy, latency_stats, median
+from device_bench.tflite_check import probe_in_child
 
 __all__ = ["SCHEMA", "BenchOptions", "make_inputs", "model_facts", "run_benchmark"]
 
@@ -249,13 +249,16 @@ def _load_input_file(path: str) -> dict[str, np.ndarray] | np.ndarray:
     if not p.is_file():
         raise BenchInputError(f"input file {path!r} does not exist; expected an .npy or .npz file")
     try:
+        # allow_pickle=False: an object array (a pickle) is refused, never unpickled.
         loaded = np.load(p, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise BenchInputError(f"input file {path!r} is not a readable .npy/.npz file: {e}") from e
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        return {key: loaded[key] for key in loaded.files}
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:  # members are read here: a damaged one fails here too
+            return {key: loaded[key] for key in loaded.files}
+    except Exception as e:  # OSError, ValueError, EOFError, BadZipFile, SyntaxError ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise BenchInputError(f"input file {path!r} is not a readable .npy/.npz file: "
+                              f"{first}") from e
 
 
 def make_inputs(interpreter: Any, options: BenchOptions) -> list[np.ndarray]:
@@ -399,6 +402,18 @@ def _energy(options: BenchOptions, loaded: LoadedInterpreter, feeds: list[tuple[
     return result
 
 
+def _first_run(model_path: str | os.PathLike[str], options: BenchOptions) -> None:
+    """Loads the model and runs one inference, as :func:`run_benchmark` will (the probe)."""
+    loaded = load_interpreter(model_path, threads=options.threads, xnnpack=options.xnnpack)
+    interp = loaded.interpreter
+    inputs = make_inputs(interp, options)
+    for detail, value in zip(interp.get_input_details(), inputs, strict=True):
+        interp.set_tensor(detail["index"], value)
+    interp.invoke()
+    for detail in interp.get_output_details():
+        interp.get_tensor(detail["index"])
+
+
 def run_benchmark(
     model_path: str | os.PathLike[str],
     options: BenchOptions | None = None,
@@ -425,12 +440,17 @@ def run_benchmark(
         schema, plus ``options`` (the options used) and ``window_medians_ms``.
 
     Raises:
-        BenchInputError: The model or the input file is missing or unusable.
+        BenchInputError: The model or the input file is missing or unusable, or the model is
+            malformed: refused by :func:`device_bench.tflite_check.check_tflite`, or it crashed
+            the interpreter in the probe run (:func:`device_bench.tflite_check.probe_in_child`).
         TargetError: The interpreter failed while running the model.
     """
     options = options if options is not None else BenchOptions()
     if not isinstance(options, BenchOptions):
         raise BenchInputError(f"options must be BenchOptions or None, got {type(options).__name__}")
+    # The check of the model comes first (in load_interpreter); a crash it cannot foresee is
+    # contained in a forked child that loads the model and runs it once (tflite_check).
+    probe_in_child(lambda: _first_run(model_path, options), os.fspath(model_path))
     loaded = load_interpreter(model_path, threads=options.threads, xnnpack=options.xnnpack)
     model = model_facts(model_path)
     interp = loaded.interpreter

@@ -14,12 +14,15 @@ do not raise here (``outcome.passed`` is False), the CLI turns them into exit co
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgekit.core.errors import InputError
 from edgekit.recipe import Recipe
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from edgekit.report_types import Report
 
 PathLike = str | os.PathLike[str]
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,19 @@ class RunOutcome:
         return [f"{c['name']}: {b}" for c in self.sweep["candidates"] for b in c["failed_budgets"]]
 
 
+def _trusting(fn: Callable[..., _R]) -> Callable[..., _R]:
+    """Runs ``fn`` inside ``unsafe_load_scope(unsafe_load)``: its model loads (the teacher's and
+    the stage files' too) trust Python code only when the caller passed ``unsafe_load=True``."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> _R:
+        from edgekit.core.model_io import unsafe_load_scope
+
+        with unsafe_load_scope(bool(kwargs.get("unsafe_load", False))):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _as_recipe(recipe: Recipe | PathLike | dict[str, Any]) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
@@ -78,7 +95,8 @@ def _as_recipe(recipe: Recipe | PathLike | dict[str, Any]) -> Recipe:
 
 
 def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", *,
-        resume: bool = False, junit: PathLike | None = None, log: Any = None) -> RunOutcome:
+        resume: bool = False, junit: PathLike | None = None, log: Any = None,
+        unsafe_load: bool = False) -> RunOutcome:
     """Runs a recipe (a sweep when it has one) and writes its reports.
 
     Args:
@@ -87,29 +105,37 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
         resume: Reuse the stages an earlier run in ``out`` finished.
         junit: Also write JUnit XML with one test case per budget (per candidate in a sweep).
         log: Progress sink (stderr by default).
+        unsafe_load: Trust the Python code (Lambda layers) of the recipe's model files, as the
+            recipe's own ``unsafe_load: true`` does (see ``edgekit.core.model_io``).
 
     Returns:
         The :class:`RunOutcome`.
 
     Raises:
-        InputError: Bad recipe, model, data or output folder.
+        InputError: Bad recipe, model, data or output folder, or another run is using ``out``.
     """
     from edgekit.junit import budget_testcases, write_junit
     from edgekit.pipeline import check_out_dir, run_pipeline
+    from edgekit.run_lock import run_folder_lock
     from edgekit.sweep import best_candidate, run_sweep
 
     r = _as_recipe(recipe)
+    if unsafe_load and not r.unsafe_load:
+        r = dataclasses.replace(r, unsafe_load=True)
     if junit is not None:
         check_out_dir(Path(junit).parent)
-    out_path = Path(out)
-    if r.sweep:
-        sweep, reports = run_sweep(r, out_path, log=log, resume=resume)
-        outcome = RunOutcome(out_path, reports[best_candidate(sweep)["name"]], sweep, reports)
-        suites = [(name, budget_testcases(rep, name)) for name, rep in reports.items()]
-    else:
-        report = run_pipeline(r, out_path, log=log, resume=resume)
-        outcome = RunOutcome(out_path, report, None, {"run": report})
-        suites = [("run", budget_testcases(report, "run"))]
+    out_path = check_out_dir(out)
+    # One run per folder: a second one is refused at once (edgekit.run_lock).
+    with run_folder_lock(out_path):
+        if r.sweep:
+            sweep, reports = run_sweep(r, out_path, log=log, resume=resume)
+            outcome = RunOutcome(out_path, reports[best_candidate(sweep)["name"]], sweep,
+                                 reports)
+            suites = [(name, budget_testcases(rep, name)) for name, rep in reports.items()]
+        else:
+            report = run_pipeline(r, out_path, log=log, resume=resume)
+            outcome = RunOutcome(out_path, report, None, {"run": report})
+            suites = [("run", budget_testcases(report, "run"))]
     if junit is not None:
         path = write_junit(junit, suites)
         outcome = RunOutcome(outcome.out, outcome.report, outcome.sweep, outcome.reports, path)
@@ -150,13 +176,14 @@ def demo(out: PathLike = "runs/demo", *, junit: PathLike | None = None) -> RunOu
     return run(Recipe.demo(), out, junit=junit)
 
 
+@_trusting
 def compress(model: PathLike, *, out: PathLike, data: str = "digits",
              prune: float | None = None, qat: bool = False, epochs: int | None = None,
              teacher: PathLike | None = None, temperature: float = 4.0,
              distill_alpha: float = 0.9, lowrank: float | None = None,
              channels: float | None = None, importance: str = "l1", scope: str = "layer",
              round_to: int | None = None, target: dict[str, Any] | None = None,
-             log: Any = print) -> dict[str, Any]:
+             log: Any = print, unsafe_load: bool = False) -> dict[str, Any]:
     """Channel-prunes, factorizes, prunes, distils and/or quantization-aware-trains a model file.
 
     Stages run in the order channel pruning -> low-rank -> prune -> QAT. With ``teacher``,
@@ -184,6 +211,8 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
             (``{latency_ms, on, stat}``, ``{latency_ratio, on}``, ``{instructions_ratio, on}``
             or ``{macs_ratio}``; see edgekit.compress.search_target).
         log: Progress sink.
+        unsafe_load: Trust the Python code (Lambda layers) of ``model`` and ``teacher`` and of
+            the stage files they become (see ``edgekit.core.model_io``).
 
     Returns:
         ``{"out", "float_accuracy", "stages": [{"stage", "accuracy", "details"}]}``.
@@ -196,7 +225,7 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     from edgekit.compress.training import accuracy
     from edgekit.core.model_io import load_model
     from edgekit.data import load_data
-    from edgekit.pipeline import check_out_dir, model_input_shape
+    from edgekit.pipeline import check_out_dir, model_classes, model_input_shape
     from edgekit.stage_runner import run_stage
 
     out_path = Path(out)
@@ -237,7 +266,7 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
         stages.append(Distill(teacher=str(teacher), temperature=float(temperature),
                               alpha=float(distill_alpha), **extra))
     m = load_model(model)
-    ds = load_data(data, input_shape=model_input_shape(m))
+    ds = load_data(data, input_shape=model_input_shape(m), num_classes=model_classes(m))
     result: dict[str, Any] = {"out": out_path,
                               "float_accuracy": accuracy(m, ds.x_test, ds.y_test), "stages": []}
     log(f"float accuracy {100 * result['float_accuracy']:.2f} %")
@@ -261,11 +290,12 @@ def compress(model: PathLike, *, out: PathLike, data: str = "digits",
     return result
 
 
+@_trusting
 def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str = "int8",
             io: str | None = None, samples: int = 200, seed: int = 0,
             per_channel: bool = True, calibration: Any = None,
             max_accuracy_drop: float | None = None, debug_layers: bool = False,
-            log: Any = None) -> dict[str, Any]:
+            log: Any = None, unsafe_load: bool = False) -> dict[str, Any]:
     """Converts a Keras model file to TFLite and verifies it on the held-out split.
 
     Args:
@@ -284,6 +314,8 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
             accuracy drop against the Keras model is at most this many points.
         debug_layers: int8: rank the layers by quantization error (saved as ``X.layers.json``).
         log: Progress sink of the selective search (None: quiet).
+        unsafe_load: Trust the Python code (Lambda layers) of ``model``: without it such a
+            model is refused (see ``edgekit.core.model_io``).
 
     Returns:
         ``{"out", "calibration_record" (or None), "verification" (VerificationResult),
@@ -303,7 +335,7 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
     )
     from edgekit.core.model_io import load_model
     from edgekit.data import load_data
-    from edgekit.pipeline import check_out_dir, model_input_shape
+    from edgekit.pipeline import check_out_dir, model_classes, model_input_shape
 
     if not str(out).endswith(".tflite"):
         raise InputError(f"--out must be a path ending in .tflite, got {str(out)!r}")
@@ -313,7 +345,7 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
     if max_accuracy_drop is not None or debug_layers:
         require_int8(config.mode, "--max-accuracy-drop and --debug-layers")
     m = load_model(model)
-    ds = load_data(data, input_shape=model_input_shape(m))
+    ds = load_data(data, input_shape=model_input_shape(m), num_classes=model_classes(m))
     calibration_info = convert_to_file(m, ds, config, Path(out), samples=samples, seed=seed,
                                        calibration=calibration,
                                        max_accuracy_drop=max_accuracy_drop,

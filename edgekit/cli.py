@@ -1,6 +1,7 @@
 """The ``edgekit`` command line (python-fire): one method per command.
 
-Exit codes: 0 ok; 1 a budget or check failed; 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 ok; 1 a budget or check failed; 2 bad input (one line on stderr, no traceback);
+130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM (one line, temp files removed, no traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from typing import Any
 
 import fire
 
+from device_bench.interrupts import (
+    exit_code_of,
+    interrupt_message,
+    interrupts_as_exceptions,
+    raise_if_interrupted,
+)
 from edgekit.core.errors import INPUT_ERRORS, CheckFailed, InputError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -22,6 +29,7 @@ def _ms(value: float | None) -> str:
 
 
 def _print(text: str) -> None:
+    raise_if_interrupted()  # a progress line is a safe point (device_bench.interrupts)
     print(text, flush=True)
 
 
@@ -117,7 +125,7 @@ class EdgekitCLI:
         _finish_run(api.demo(out, junit=junit))
 
     def run(self, recipe: str, out: str = "runs/run", resume: bool = False,
-            junit: str | None = None, plan: bool = False) -> None:
+            junit: str | None = None, plan: bool = False, unsafe_load: bool = False) -> None:
         """Runs the pipeline a recipe file describes (every candidate, if it has a sweep).
 
         Args:
@@ -127,13 +135,16 @@ class EdgekitCLI:
             junit: Also write JUnit XML with one test case per budget (per candidate).
             plan: Print what the run would do (stages, fingerprints, conversions, the stages
                 candidates share) as JSON, and run nothing.
+            unsafe_load: Trust the Python code (Lambda layers) in the model files the recipe
+                names, which loading runs (as the recipe's unsafe_load: true); without it such
+                a model is refused (exit 2).
         """
         from edgekit import api
 
         if plan:
             _print(json.dumps(api.plan(recipe), indent=2))
             return
-        _finish_run(api.run(recipe, out, resume=resume, junit=junit))
+        _finish_run(api.run(recipe, out, resume=resume, junit=junit, unsafe_load=unsafe_load))
 
     def compress(self, model: str, data: str = "digits", out: str = "",
                  prune: float | None = None, qat: bool = False, epochs: int | None = None,
@@ -144,7 +155,7 @@ class EdgekitCLI:
                  target_latency_ratio: float | None = None,
                  target_instructions_ratio: float | None = None,
                  target_macs_ratio: float | None = None, on: str | None = None,
-                 stat: str = "p50", threads: int = 1) -> None:
+                 stat: str = "p50", threads: int = 1, unsafe_load: bool = False) -> None:
         """Channel-prunes, factorizes, prunes, distils and/or quantization-aware-trains a model.
 
         Args:
@@ -176,6 +187,8 @@ class EdgekitCLI:
                 adb://SERIAL, qemu-aarch64[:CPU]).
             stat: Latency statistic of the target: p50, p90, p99, mean.
             threads: Interpreter threads of the latency measurements.
+            unsafe_load: Trust the Python code (Lambda layers) in the model files (MODEL,
+                --teacher), which loading runs; without it such a model is refused (exit 2).
         """
         from edgekit import api
 
@@ -199,13 +212,14 @@ class EdgekitCLI:
                               teacher=teacher, temperature=temperature,
                               distill_alpha=distill_alpha, lowrank=lowrank, channels=channels,
                               importance=importance, scope=scope, round_to=round_to,
-                              target=target, log=_print)
+                              target=target, log=_print, unsafe_load=unsafe_load)
         _print(f"wrote {result['out']}")
 
     def convert(self, model: str, data: str = "digits", out: str = "", mode: str = "int8",
                 io: str | None = None, samples: int = 200, seed: int = 0,
                 per_channel: bool = True, calibration: str | None = None,
-                max_accuracy_drop: float | None = None, debug_layers: bool = False) -> None:
+                max_accuracy_drop: float | None = None, debug_layers: bool = False,
+                unsafe_load: bool = False) -> None:
         """Converts a Keras model to TFLite and verifies it on the held-out split.
 
         Args:
@@ -224,6 +238,8 @@ class EdgekitCLI:
                 accuracy drop is at most this many points (the model is then not full-integer).
             debug_layers: int8: rank the layers by quantization error; saved beside the model
                 as <name>.layers.json.
+            unsafe_load: Trust the Python code (Lambda layers) in the model file, which
+                loading runs; without it such a model is refused (exit 2).
         """
         from edgekit import api
         from edgekit.converters import format_quant_debug, format_selective
@@ -231,7 +247,7 @@ class EdgekitCLI:
         result = api.convert(model, out=out, data=data, mode=mode, io=io, samples=samples,
                              seed=seed, per_channel=per_channel, calibration=calibration,
                              max_accuracy_drop=max_accuracy_drop, debug_layers=debug_layers,
-                             log=_print)
+                             log=_print, unsafe_load=unsafe_load)
         if result["calibration_record"] is not None:
             _print(f"calibration: {samples} samples max, seed {seed} -> "
                    f"{result['calibration_record']}")
@@ -408,18 +424,33 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code (also raised as SystemExit by the console script wrapper).
     """
-    try:
-        args = merge_repeated_flag(list(argv if argv is not None else sys.argv[1:]), "--target")
-        fire.Fire(EdgekitCLI(), command=args, name="edgekit")
-    except INPUT_ERRORS as e:
-        print(f"edgekit: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except CheckFailed as e:
-        print(f"edgekit: check failed: {e}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
-    except fire.core.FireExit as e:
-        return int(e.code or 0)
+    args = merge_repeated_flag(list(argv if argv is not None else sys.argv[1:]), "--target")
+    with interrupts_as_exceptions():
+        try:
+            fire.Fire(EdgekitCLI(), command=args, name="edgekit")
+            raise_if_interrupted()  # a signal whose exception was swallowed on the way
+        except INPUT_ERRORS as e:
+            print(f"edgekit: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except CheckFailed as e:
+            print(f"edgekit: check failed: {e}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        except fire.core.FireExit as e:
+            return int(e.code or 0)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM turned into Interrupted
+            # On a terminal a progress bar may be mid-line: start a fresh one.
+            fresh = "\n" if sys.stderr.isatty() else ""
+            print(f"{fresh}{interrupt_message(e, 'edgekit', _resume_hint(args))}",
+                  file=sys.stderr, flush=True)
+            return exit_code_of(e)
     return EXIT_OK
+
+
+def _resume_hint(args: list[str]) -> str:
+    """What continues an interrupted command (``run`` resumes; the rest start over)."""
+    if args[:1] == ["run"]:
+        return "`edgekit run --resume` continues from the last finished stage"
+    return ""
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ file is written atomically, so a failed run never leaves a half-written artefact
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from device_bench.atomicio import write_json, write_text
+from device_bench.interrupts import raise_if_interrupted
 from device_bench.result import BenchResult
 from device_bench.sizes import sizes
 from device_bench.targets import get_target
@@ -48,8 +50,9 @@ from edgekit.converters import (
     weight_sparsity,
 )
 from edgekit.core._keras import keras
+from edgekit.core.checks import check_labels
 from edgekit.core.errors import InputError
-from edgekit.core.model_io import load_model, save_model
+from edgekit.core.model_io import load_model, save_model, unsafe_load_scope
 from edgekit.data import Dataset, load_data
 from edgekit.models.registry import Task, build_model, is_model_name, model_info
 from edgekit.recipe import Recipe
@@ -68,6 +71,7 @@ def _ms(value: float | None) -> str:
 
 
 def _stderr_log(msg: str) -> None:
+    raise_if_interrupted()  # a progress line is a safe point (device_bench.interrupts)
     print(f"edgekit: {msg}", file=sys.stderr, flush=True)
 
 
@@ -156,11 +160,28 @@ def model_input_shape(model: keras.Model) -> tuple[int | None, ...]:
     return tuple(shape[1:])
 
 
+def model_classes(model: keras.Model) -> int | None:
+    """The classes of a classifier: the width of its one ``(batch, classes)`` output.
+
+    Args:
+        model: The Keras model.
+
+    Returns:
+        The output width when the model has a single 2-D output wider than 1; None otherwise
+        (several outputs, a single score, an image-shaped output: no labels to check against).
+    """
+    out = model.output_shape
+    if not isinstance(out, tuple) or len(out) != 2 or out[-1] is None or int(out[-1]) < 2:
+        return None
+    return int(out[-1])
+
+
 def _check_classes(model: keras.Model, data: Dataset) -> None:
     """Refuses a model whose output is not one score per class of ``data``.
 
     Raises:
-        InputError: Several outputs, an output that is not (batch, classes), or fewer classes.
+        InputError: Several outputs, an output that is not (batch, classes), labels outside
+            the model's classes, or fewer classes than the data has.
     """
     out = model.output_shape
     if not isinstance(out, tuple):
@@ -174,11 +195,25 @@ def _check_classes(model: keras.Model, data: Dataset) -> None:
             "whose output is (batch, classes)"
         )
     n = out[-1]
+    if n is not None:
+        check_labels(np.concatenate([data.y_train, data.y_test]), int(n), data.name)
     if n is not None and n < data.num_classes:
         raise InputError(
             f"model {model.name!r} has {n} outputs but data {data.name!r} has "
             f"{data.num_classes} classes"
         )
+
+
+def _trusting(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs a :class:`Pipeline` method in ``unsafe_load_scope(recipe.unsafe_load)``: the
+    recipe's model, its teacher and its stage files load trusting their Python code only when
+    the recipe says ``unsafe_load: true`` (or the caller's own scope does)."""
+    @functools.wraps(method)
+    def wrapper(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        with unsafe_load_scope(self.recipe.unsafe_load):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Pipeline:
@@ -220,6 +255,7 @@ class Pipeline:
         return model, entry
 
     # -- stages ---------------------------------------------------------------------------
+    @_trusting
     def resolve_inputs(self) -> tuple[keras.Model, Dataset, bool]:
         """Loads or builds the model and loads the data; writes nothing (bad input fails here).
 
@@ -241,7 +277,8 @@ class Pipeline:
             trained = True
         else:
             model = load_model(r.model)
-            data = load_data(r.data, input_shape=model_input_shape(model))
+            data = load_data(r.data, input_shape=model_input_shape(model),
+                             num_classes=model_classes(model))
             trained = False
         _check_classes(model, data)
         if r.convert.calibration is not None:
@@ -416,6 +453,7 @@ class Pipeline:
         return results
 
     # -- run --------------------------------------------------------------------------------
+    @_trusting
     def run(self) -> Report:
         """Runs every stage and writes report.json, report.md and report.html.
 

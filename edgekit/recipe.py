@@ -22,11 +22,13 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -35,12 +37,60 @@ from edgekit.compress import stage_from_dict
 from edgekit.compress.training import TrainConfig
 from edgekit.converters import CalibrationSpec, ConversionConfig, IOType, Mode, require_int8
 from edgekit.core.checks import checked_kwargs
-from edgekit.core.errors import InputError
+from edgekit.core.errors import INPUT_ERRORS, InputError
 
 # The bench defaults have one source: device_bench's BenchOptions (the CLI reads them too).
 _BENCH = BenchOptions()
 
 LATENCY_STATS = ("mean", "min", "p50", "p90", "p99", "max")
+# Bounds on what a recipe file may expand to (YAML aliases can make a small file a huge tree,
+# and every message that shows a value would then print all of it), and on a sweep's size.
+MAX_RECIPE_VALUES = 100_000
+MAX_RECIPE_DEPTH = 64
+MAX_SWEEP_CANDIDATES = 1000
+_T = TypeVar("_T")
+
+
+def _check_size(raw: Any, source: str) -> None:
+    """Refuses a parsed recipe that expands past :data:`MAX_RECIPE_VALUES` or nests too deeply.
+
+    Raises:
+        InputError: Too many values (counted as expanded, aliases included) or too deep.
+    """
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_RECIPE_VALUES:
+            raise InputError(f"{source} expands to more than {MAX_RECIPE_VALUES:,} values "
+                             "(YAML aliases?); expected a recipe mapping")
+        if depth > MAX_RECIPE_DEPTH:
+            raise InputError(f"{source} nests deeper than {MAX_RECIPE_DEPTH} levels; expected "
+                             "a recipe mapping")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for kv in node.items() for v in kv)
+        elif isinstance(node, (list, tuple, set)):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _build(what: str, make: Callable[[], _T]) -> _T:
+    """Builds one recipe section; a value of the wrong type there is the user's error, named.
+
+    The sections validate their values, but a list where a number belongs can still fail inside
+    a comparison (TypeError): that is reported as one InputError line, not a traceback.
+
+    Raises:
+        InputError: The section's own error, or the wrong-typed value.
+    """
+    try:
+        return make()
+    except INPUT_ERRORS:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError(f"{what}: a value has the wrong type or is out of range ({first})") \
+            from e
 
 
 @dataclass(frozen=True)
@@ -237,6 +287,29 @@ def _set_path(raw: dict[str, Any], path: str, value: Any) -> None:
             node = node[key]
 
 
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _check_top_level(raw: Any, path: str) -> None:
+    """Refuses a recipe file that is empty or not a mapping (before anything runs).
+
+    Args:
+        raw: The parsed YAML/JSON.
+        path: The file, for the message.
+
+    Raises:
+        InputError: ``raw`` is None (an empty or comments-only file), ``{}``, or not a mapping.
+    """
+    keys = ", ".join(f.name for f in fields(Recipe))
+    if raw is None or (isinstance(raw, dict) and not raw):
+        raise InputError(f"recipe {path!r} is empty; expected a mapping of recipe keys "
+                         f"({keys}), e.g. 'model: demo_cnn'")
+    if not isinstance(raw, dict):
+        kind = _KINDS.get(type(raw), f"a {type(raw).__name__}")
+        raise InputError(f"recipe {path!r} must be a mapping of recipe keys ({keys}), "
+                         f"got {kind}")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A whole pipeline run.
@@ -253,6 +326,9 @@ class Recipe:
         sweep: Alternatives to try: dotted path into the recipe -> list of values (e.g.
             ``{"stages.0.config.final_sparsity": [0.5, 0.9], "convert.mode": ["int8",
             "int16x8"]}``); every combination runs as one candidate.
+        unsafe_load: Trust the Python code of the recipe's model files (Lambda layers), which
+            loading runs; without it such a model is refused (``edgekit.core.model_io``). Saved
+            in the resolved recipe only when true.
     """
 
     model: str = "demo_cnn"
@@ -264,8 +340,11 @@ class Recipe:
     budgets: Budgets = field(default_factory=Budgets)
     seed: int = 0
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    unsafe_load: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.unsafe_load, bool):
+            raise InputError(f"unsafe_load must be true or false, got {self.unsafe_load!r}")
         # A channel search's device also benchmarks the shipped model, so the report can check
         # the budget on it (edgekit.report_search).
         wanted = [t["on"] for s in self.stages
@@ -289,32 +368,41 @@ class Recipe:
         Raises:
             InputError: Unknown keys (known ones listed), wrong types, or invalid values.
         """
+        _check_size(raw, source)
         cfg = checked_kwargs(cls, raw, source)
         if "model" in cfg and not isinstance(cfg["model"], str):
             raise InputError(f"{source}: model must be a name or a path, got {cfg['model']!r}")
         if "data" in cfg and not isinstance(cfg["data"], str):
             raise InputError(f"{source}: data must be 'digits' or a path, got {cfg['data']!r}")
         if "train" in cfg:
-            cfg["train"] = TrainConfig.from_dict(cfg["train"])
+            cfg["train"] = _build(f"{source}: train",
+                                  lambda: TrainConfig.from_dict(cfg["train"]))
         if "stages" in cfg:
             stages = cfg["stages"] or []
             if not isinstance(stages, list):
                 raise InputError(f"{source}: stages must be a list of {{class_name, config}}")
-            cfg["stages"] = tuple(stage_from_dict(s) for s in stages)
+            cfg["stages"] = tuple(_build(f"{source}: stages[{i}]", lambda s=s: stage_from_dict(s))
+                                  for i, s in enumerate(stages))
         if "convert" in cfg:
-            cfg["convert"] = ConvertSpec(**checked_kwargs(ConvertSpec, cfg["convert"], "convert"))
+            cfg["convert"] = _build(f"{source}: convert", lambda: ConvertSpec(
+                **checked_kwargs(ConvertSpec, cfg["convert"], "convert")))
         if "bench" in cfg:
-            cfg["bench"] = BenchSpec(**checked_kwargs(BenchSpec, cfg["bench"], "bench"))
+            cfg["bench"] = _build(f"{source}: bench", lambda: BenchSpec(
+                **checked_kwargs(BenchSpec, cfg["bench"], "bench")))
         if "budgets" in cfg:
             b = checked_kwargs(Budgets, cfg["budgets"], "budgets")
             for key in ("max_latency_ms", "max_energy_mj"):
                 if b.get(key) is None:
                     b.pop(key, None)
-            cfg["budgets"] = Budgets(**b)
+            cfg["budgets"] = _build(f"{source}: budgets", lambda: Budgets(**b))
         if "sweep" in cfg:
             cfg["sweep"] = _check_sweep(cfg["sweep"], source)
-        recipe = cls(**cfg)
+        recipe = _build(source, lambda: cls(**cfg))
         if recipe.sweep:
+            count = math.prod(len(v) for v in recipe.sweep.values())
+            if count > MAX_SWEEP_CANDIDATES:
+                raise InputError(f"{source}: the sweep makes {count:,} candidates; at most "
+                                 f"{MAX_SWEEP_CANDIDATES:,} are allowed")
             recipe.candidates()  # every combination must be a valid recipe
         return recipe
 
@@ -356,20 +444,33 @@ class Recipe:
             The recipe.
 
         Raises:
-            InputError: Missing or unparsable file, or an invalid recipe.
+            InputError: Missing or unparsable file, an empty file (or ``{}``: an empty recipe
+                would silently run the whole default pipeline), a file that is not a mapping
+                (a list, a scalar), or an invalid recipe.
         """
         p = Path(path)
         if not p.is_file():
             raise InputError(f"recipe {str(p)!r} does not exist; expected a .yaml or .json file")
         if p.suffix.lower() not in (".yaml", ".yml", ".json"):
             raise InputError(f"recipe {str(p)!r} must be .yaml, .yml or .json, got {p.suffix!r}")
-        text = p.read_text(encoding="utf-8")
+        kind = p.suffix[1:].upper()
         try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"recipe {str(p)!r} is not UTF-8 text ({e.reason} at byte "
+                             f"{e.start}); expected {kind}") from None
+        except OSError as e:
+            raise InputError(f"recipe {str(p)!r} cannot be read: {e.strerror or e}") from e
+        try:
+            # safe_load: a tag such as !!python/object is refused (ConstructorError), never run.
             raw = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        except RecursionError:
+            raise InputError(f"recipe {str(p)!r} nests too deeply to be a recipe "
+                             f"({kind})") from None
         except (ValueError, yaml.YAMLError) as e:
-            first = str(e).strip().splitlines()[0]
-            kind = p.suffix[1:].upper()
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise InputError(f"recipe {str(p)!r} is not valid {kind}: {first}") from e
+        _check_top_level(raw, str(p))
         return cls.from_dict(raw, source=f"recipe {str(p)!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,6 +485,7 @@ class Recipe:
             "budgets": asdict(self.budgets),
             "seed": self.seed,
             "sweep": {k: list(v) for k, v in self.sweep.items()},
+            **({"unsafe_load": True} if self.unsafe_load else {}),
         }
 
     def to_yaml(self) -> str:

@@ -21,7 +21,8 @@ EDGES = all_edges(MODULES)
 # Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("bottom", ("edgekit.core", "device_bench.errors", "device_bench.atomicio",
-                "device_bench.config_keys", "device_bench.sizes", "device_bench.registry")),
+                "device_bench.interrupts", "device_bench.config_keys", "device_bench.sizes",
+                "device_bench.registry")),
     ("components", ("edgekit.converters", "edgekit.models", "edgekit.data", "device_bench")),
     ("compress", ("edgekit.compress",)),
     ("pipeline", ("edgekit.",)),  # the other modules of edgekit itself

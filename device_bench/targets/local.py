@@ -18,6 +18,7 @@ from device_bench.child_output import ERROR_PREFIX, last_line, relay_warnings
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.runner import BenchOptions
 from device_bench.targets.base import TargetKind, target_spec_error
+from device_bench.tflite_check import describe_exit
 
 __all__ = ["TARGET_KIND", "LocalTarget"]
 
@@ -125,9 +126,10 @@ class LocalTarget:
             if proc.returncode == 2:
                 raise BenchInputError(last.removeprefix(ERROR_PREFIX) or "bad input (exit 2)")
             if proc.returncode != 0:
+                # A child killed by a signal (the interpreter crashed) is named as such.
                 raise TargetError(
-                    f"local benchmark of {model_path!r} failed (exit {proc.returncode}): "
-                    f"{last.removeprefix(ERROR_PREFIX) or 'no message'}"
+                    f"local benchmark of {model_path!r} failed ({describe_exit(proc.returncode)}"
+                    f"): {last.removeprefix(ERROR_PREFIX) or 'no message'}"
                 )
             try:
                 with open(out, encoding="utf-8") as f:

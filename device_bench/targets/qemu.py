@@ -52,6 +52,7 @@ from device_bench.insn_plugin import PluginBuild, ensure_plugin
 from device_bench.remote_payload import copy_package
 from device_bench.runner import BenchOptions
 from device_bench.targets.base import TargetKind
+from device_bench.tflite_check import describe_exit
 
 __all__ = ["SPEC_PREFIX", "TARGET_KIND", "OutputCheck", "QemuTarget", "compare_outputs",
            "per_inference"]
@@ -298,7 +299,7 @@ class QemuTarget:
         if proc.returncode == 2:
             raise BenchInputError(_last_line(proc.stderr) or f"{label}: bad input (exit 2)")
         if proc.returncode != 0:
-            raise TargetError(f"{label} failed (exit {proc.returncode}): "
+            raise TargetError(f"{label} failed ({describe_exit(proc.returncode)}): "
                               f"{_last_line(proc.stderr) or 'no message'}")
         return proc
 
@@ -379,7 +380,8 @@ class QemuTarget:
         except (TargetError, BenchInputError) as e:
             _warn(f"no host reference outputs, so the ARM outputs are not checked: {e}")
         else:
-            with np.load(host_npz) as h, np.load(guest_npz) as g:
+            with np.load(host_npz, allow_pickle=False) as h, \
+                    np.load(guest_npz, allow_pickle=False) as g:
                 check = compare_outputs({k: h[k] for k in h.files}, {k: g[k] for k in g.files})
             arm.update(outputs_match_host=check.match, max_abs_diff=check.max_abs_diff,
                        integer_outputs=check.integer)

@@ -38,6 +38,7 @@ from device_bench.child_output import ERROR_PREFIX, WARNING_PREFIX, last_line, r
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import timeout_wrapped
 from device_bench.runner import BenchOptions
+from device_bench.tflite_check import describe_exit
 
 __all__ = [
     "GRACE_S",
@@ -185,7 +186,8 @@ def exit_error(returncode: int, *, spec: str, what: str, timeout_s: float,
             f"{spec}: {what} was killed (exit {KILLED}, SIGKILL): the device ran out of memory, "
             f"or the run ignored the stop at its {timeout_s:g} s timeout"
         )
-    return TargetError(f"{spec}: {what} failed (exit {returncode}): {message or 'no message'}")
+    return TargetError(f"{spec}: {what} failed ({describe_exit(returncode)}): "
+                       f"{message or 'no message'}")
 
 
 def _child_message(proc: Completed, names: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.checks import check_labels
 from edgekit.core.errors import InputError
 
 DIGITS = "digits"
@@ -24,6 +25,9 @@ KWS = "kws"  # keyword spotting from speech made here (edgekit.data.kws)
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SPLIT_SEED = 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Labels are class indices: a label past this is a broken file, not a class (counting the
+# classes of label 2**62 would need exabytes).
+MAX_CLASSES = 65_536
 
 
 @dataclass(frozen=True)
@@ -209,15 +213,19 @@ def load_npz(
         raise
     except Exception as e:
         raise InputError(f"data {str(p)!r} is not a readable .npz file: {e}") from e
-    if len(x) != len(y):
-        raise InputError(f"data {str(p)!r}: x has {len(x)} samples but y has {len(y)} labels")
-    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+    # The kinds first: x and y may be 0-d, strings or dates in a file made by hand.
+    if x.ndim < 2 or x.dtype.kind not in "biuf":
         raise InputError(f"data {str(p)!r}: x must be numeric (N, ...), got {x.dtype} {x.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or (y < 0).any():
+    if y.dtype.kind not in "iu" or y.ndim != 1 or (y < 0).any():
         raise InputError(
             f"data {str(p)!r}: y must be non-negative integer labels of shape (N,), "
             f"got {y.dtype} {y.shape}"
         )
+    if len(x) != len(y):
+        raise InputError(f"data {str(p)!r}: x has {len(x)} samples but y has {len(y)} labels")
+    if y.size and int(y.max()) >= MAX_CLASSES:
+        raise InputError(f"data {str(p)!r}: y holds label {int(y.max())}; expected class "
+                         f"indices below {MAX_CLASSES:,}")
     xf = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     return split(xf, y, name=str(p), test_fraction=test_fraction, seed=seed)
 
@@ -311,6 +319,7 @@ def load_data(
     spec: str,
     *,
     input_shape: tuple[int | None, ...] | None = None,
+    num_classes: int | None = None,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     seed: int = DEFAULT_SPLIT_SEED,
 ) -> Dataset:
@@ -321,6 +330,8 @@ def load_data(
             ``.npz``, or an image folder.
         input_shape: The model's sample shape (no batch dim), when known: sizes the digits and
             image folders, and is checked against the data.
+        num_classes: The model's classes, when known: every label must be one of them
+            (``edgekit.core.checks.check_labels``).
         test_fraction: Share held out.
         seed: Seed of the stratified split.
 
@@ -328,7 +339,8 @@ def load_data(
         The :class:`Dataset`.
 
     Raises:
-        InputError: Unknown spec, unreadable data, or data that does not fit ``input_shape``.
+        InputError: Unknown spec, unreadable data, data that does not fit ``input_shape``, or
+            labels outside ``[0, num_classes)``.
     """
     spec = str(spec)
     if spec == KWS:
@@ -357,6 +369,8 @@ def load_data(
         )
     if input_shape is not None:
         check_fits(ds, input_shape)
+    if num_classes is not None:
+        check_labels(np.concatenate([ds.y_train, ds.y_test]), num_classes, spec)
     return ds
 
 
