@@ -179,10 +179,6 @@ def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: lis
     return out
 
 
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.2f} %"
-
-
 def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
     from sections import machine_line
 
@@ -204,7 +200,7 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
     for seed, res in results.items():
         for on, t in res["targets"].items():
             lines += [f"Seed {seed}, target `{on}` (dense: {t['dense_figure']:.6g}, int8 "
-                      f"{_pct(res['dense']['int8_accuracy'])}):", "",
+                      f"{cp._pct(res['dense']['int8_accuracy'])}):", "",
                       "| model | budget | channels | figure | ratio to dense | within budget | "
                       "within 5 % under | int8 accuracy | search steps |",
                       "|---|---|---|---|---|---|---|---|---|"]
@@ -219,7 +215,7 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
                 lines.append(
                     f"| {name} | {r['budget']:g} | {ch} | {figure} | "
                     f"{shown} | {'yes' if inside else 'no'} | "
-                    f"{'yes' if near else 'no'} | {_pct(r['int8_accuracy'])} | "
+                    f"{'yes' if near else 'no'} | {cp._pct(r['int8_accuracy'])} | "
                     f"{r.get('search', {}).get('steps', '—')} |")
             lines.append("")
             for budget in args.budgets:
@@ -234,9 +230,9 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
                 goals.append(
                     f"- seed {seed}, {on}, budget {budget:g}: shipped at {s.get('ratio', 0):.3f}"
                     f" of dense (within: **{'met' if inside else 'missed'}**, within 5 % "
-                    f"under: **{'met' if near else 'missed'}**); int8 {_pct(s['int8_accuracy'])}"
-                    f" vs uniform {_pct(u and u['int8_accuracy'])} and width "
-                    f"{_pct(w and w['int8_accuracy'])}: **{'met' if beats else 'missed'}**")
+                    f"under: **{'met' if near else 'missed'}**); int8 {cp._pct(s['int8_accuracy'])}"
+                    f" vs uniform {cp._pct(u and u['int8_accuracy'])} and width "
+                    f"{cp._pct(w and w['int8_accuracy'])}: **{'met' if beats else 'missed'}**")
     lines += ["Against the issue's goals (computed from the tables):", "", *goals]
     return "\n".join(lines)
 
