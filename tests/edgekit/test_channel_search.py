@@ -205,52 +205,13 @@ def test_the_search_device_is_added_to_the_bench_targets() -> None:
     assert again.bench.targets == ("ssh://pi@board",)
 
 
-def test_a_recipe_checks_the_search_budget_on_the_shipped_model(fast_recipe, tmp_path: Path,
-                                                                cli) -> None:
-    """ChannelPrune(target) -> QAT -> int8 in a recipe: the report's ``channel_target`` row
-    holds the shipped model against the budget taken of the dense int8 model of the run; the
-    same entries against a latency target it cannot meet fail."""
-    import yaml
-
-    from edgekit.report_search import search_budgets
-    from edgekit.report_types import Report
-
-    recipe = {**fast_recipe, "train": {"epochs": 2}, "stages": [
-        {"class_name": "ChannelPrune",
-         "config": {"target": {"macs_ratio": 0.6}, "epochs": 1, "search_steps": 1,
-                    "proposal_batches": 2}},
-        {"class_name": "QAT", "config": {"epochs": 1}}]}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "out"
-    assert cli(["run", str(path), "--out", str(out)]) == 0
-    report = json.loads((out / "report.json").read_text())
-    row = next(b for b in report["budgets"] if b["name"] == "channel_target[channelprune]")
-    dense = next(e for e in report["stages"] if e["name"] == "int8_dense")
-    final = next(e for e in report["stages"] if e.get("final"))
-    assert row["limit"] == pytest.approx(0.6 * dense["macs"]) and row["value"] == final["macs"]
-    assert row["unit"] == "MACs" and row["passed"] is True and row["value"] <= row["limit"]
-    page = (out / "report.html").read_text()
-    assert '<figure id="plot-search-channelprune">' in page
-    steps = next(e for e in report["stages"] if e["name"] == "channelprune")["details"][
-        "search"]["steps"]
-    assert f"1: {steps[0]['group']} {steps[0]['channels'][0]}-&gt;" in page  # labelled steps
-
-    typed = Report.from_dict(report)
-    for entry in typed.stages:
-        if getattr(entry, "kind", None) == "ChannelPrune":
-            entry.details["search"]["target"] = {"latency_ratio": 0.01, "on": "local",
-                                                 "stat": "p50"}
-    (tight,) = search_budgets(typed.stages)
-    assert tight.unit == "ms (p50) on local" and tight.passed is False
-    assert tight.value == final["bench"]["local"]["latency_ms"]["p50"]
-    assert tight.limit == pytest.approx(0.01 * dense["bench"]["local"]["latency_ms"]["p50"])
-
-
 def test_run_resume_continues_the_search_after_the_last_step(fast_recipe, tmp_path: Path
                                                              ) -> None:
-    """A real ``edgekit run`` interrupted by a real SIGINT after the search's first step; the
-    ``--resume`` run continues after that step (same first step), and finishes."""
+    """A real ``edgekit run`` (ChannelPrune(target) -> QAT -> int8) interrupted by a real SIGINT
+    after the search's first step; the ``--resume`` run continues after that step (same first
+    step) and finishes. Its report's ``channel_target`` row holds the shipped model against the
+    budget taken of the dense int8 model of the run, the HTML plots the steps, and the same
+    entries against a latency target it cannot meet fail."""
     import os
     import signal
     import subprocess
@@ -258,11 +219,14 @@ def test_run_resume_continues_the_search_after_the_last_step(fast_recipe, tmp_pa
 
     import yaml
 
+    from edgekit.report_search import search_budgets
+    from edgekit.report_types import Report
+
     recipe = {**fast_recipe, "train": {"epochs": 2}, "stages": [
         {"class_name": "ChannelPrune",
          "config": {"target": {"macs_ratio": 0.3}, "epochs": 0, "search_steps": 3,
-                    "proposal_batches": 2}}]}
-    recipe["bench"] = {**recipe["bench"], "targets": []}
+                    "proposal_batches": 2}},
+        {"class_name": "QAT", "config": {"epochs": 1}}]}
     recipe["budgets"] = {"require_int8": True}
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -293,3 +257,22 @@ def test_run_resume_continues_the_search_after_the_last_step(fast_recipe, tmp_pa
                             f"{step1['channels'][1]};")
     assert entry["details"]["search"]["searched_figure"] <= entry["details"]["search"]["budget"]
     assert not (out / ".channelprune.steps").exists()  # removed once the stage finished
+
+    row = next(b for b in report["budgets"] if b["name"] == "channel_target[channelprune]")
+    dense = next(e for e in report["stages"] if e["name"] == "int8_dense")
+    final = next(e for e in report["stages"] if e.get("final"))
+    assert row["limit"] == pytest.approx(0.3 * dense["macs"]) and row["value"] == final["macs"]
+    assert row["unit"] == "MACs" and row["passed"] is True and row["value"] <= row["limit"]
+    page = (out / "report.html").read_text()
+    assert '<figure id="plot-search-channelprune">' in page
+    assert f"1: {step1['group']} {step1['channels'][0]}-&gt;" in page  # labelled steps
+
+    typed = Report.from_dict(report)
+    for stage in typed.stages:
+        if getattr(stage, "kind", None) == "ChannelPrune":
+            stage.details["search"]["target"] = {"latency_ratio": 0.01, "on": "local",
+                                                 "stat": "p50"}
+    (tight,) = search_budgets(typed.stages)
+    assert tight.unit == "ms (p50) on local" and tight.passed is False
+    assert tight.value == final["bench"]["local"]["latency_ms"]["p50"]
+    assert tight.limit == pytest.approx(0.01 * dense["bench"]["local"]["latency_ms"]["p50"])
