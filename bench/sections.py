@@ -2,7 +2,7 @@
 
 A section sits between ``<!-- section:NAME -->`` and ``<!-- /section:NAME -->``. Writing it
 replaces that block (or appends it when new), leaves every other section as it was, and replaces
-the file atomically (temp file + rename).
+the file atomically (temp file + rename, mode from the umask).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
+
+from device_bench.atomicio import write_text
 
 __all__ = ["machine_line", "write_section"]
 
@@ -55,11 +56,6 @@ def write_section(path: str | os.PathLike[str], name: str, markdown: str) -> Non
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    # device_bench.atomicio: temp file + rename, with the mode the user's umask gives (a bare
+    # mkstemp file would stay 0600)
+    write_text(target, text if text.endswith("\n") else text + "\n")
