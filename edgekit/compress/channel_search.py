@@ -237,7 +237,12 @@ class _Search:
                            "rejected_slower": rejected, "pair": figures}, None
             rejected.append({"group": p.group, "channels": [p.before, p.after],
                              "measured": figures["child"], "parent": figures["parent"]})
-        return None, {"left": left}, "no proposal was faster than its parent when measured"
+        unit = self.target.unit
+        tried = ", ".join(f"{r['group']} {r['channels'][0]}->{r['channels'][1]}: "
+                          f"{r['measured']:.6g} vs parent {r['parent']:.6g} {unit}"
+                          for r in rejected)
+        return None, {"left": left}, ("no proposal was faster than its parent when measured "
+                                      f"({tried})")
 
     def run(self) -> tuple[keras.Model, dict[str, Any]]:
         t0 = time.perf_counter()

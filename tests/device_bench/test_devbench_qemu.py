@@ -12,13 +12,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from qemu_fixture import prepare_qemu, unavailable
 
 from device_bench import sysinfo
 from device_bench.arm_boards import BOARDS, write_board_tree
@@ -35,39 +34,20 @@ from device_bench.runner import BenchOptions, run_benchmark
 from device_bench.targets import QemuTarget, Target, get_target
 from device_bench.targets.qemu import compare_outputs, per_inference
 
-CI = os.environ.get("CI", "").lower() == "true"
 FAST = BenchOptions(runs=20, min_seconds=0.05, warmup=2, warmup_seconds=0.0, windows=2)
-
-
-def _unavailable(reason: str) -> None:
-    if CI:
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def qemu_setup() -> dict:
     """qemu-user + gcc installed, the sysroot built and the plugin compiled (or why not)."""
-    if shutil.which("qemu-aarch64") is None or shutil.which("gcc") is None:
-        try:
-            install_host_tools()
-        except TargetError as e:
-            _unavailable(f"qemu-user/gcc are missing and cannot be installed: {e}")
-    start = time.monotonic()
-    try:
-        info = QemuTarget().prepare()
-    except TargetError as e:
-        _unavailable(f"the arm64 sysroot cannot be built: {e}")
-    info["setup_seconds"] = round(time.monotonic() - start, 1)
-    print(f"\nqemu set-up: {json.dumps(info)}", file=sys.stderr)
-    return info
+    return prepare_qemu()
 
 
 @pytest.fixture(scope="session")
 def plugin(qemu_setup: dict) -> str:
     """The compiled instruction-count plugin."""
     if qemu_setup["plugin"] is None:
-        _unavailable(f"the instruction-count plugin cannot be built: {qemu_setup['plugin_error']}")
+        unavailable(f"the instruction-count plugin cannot be built: {qemu_setup['plugin_error']}")
     return qemu_setup["plugin"]
 
 
@@ -243,7 +223,7 @@ def test_qemu_without_plugin_support_gives_null_count_and_says_why(qemu_setup, t
         try:
             install_host_tools(["qemu-user-static"])
         except TargetError as e:
-            _unavailable(f"qemu-user-static is missing and cannot be installed: {e}")
+            unavailable(f"qemu-user-static is missing and cannot be installed: {e}")
     arm = QemuTarget(qemu="qemu-aarch64-static").check(str(tiny.int8))
     assert arm["outputs_match_host"] is True
     assert arm["instructions_per_inference"] is None

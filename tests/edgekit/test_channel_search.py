@@ -4,6 +4,7 @@ never-slower rule, a budget that cannot be met (exit 1 with the figure), a cost-
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,72 @@ def test_run_resume_continues_the_search_after_the_last_step(fast_recipe, tmp_pa
     assert tight.unit == "ms (p50) on local" and tight.passed is False
     assert tight.value == final["bench"]["local"]["latency_ms"]["p50"]
     assert tight.limit == pytest.approx(0.01 * dense["bench"]["local"]["latency_ms"]["p50"])
+
+
+@pytest.fixture(scope="module")
+def odd_count_model():
+    """conv1 (32) -> depthwise -> 1x1 conv (16) -> GAP -> Dense on 8x8 digits (untrained: the
+    figures here are instructions). On the emulated Cortex-A72, conv1's group cut to 31 channels
+    runs *more* instructions than at 32 (XNNPACK's depthwise tiles; see BENCHMARKS.md
+    "channel-rounding"): 107,543 against 103,671 per inference, measured 2026-12-03."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(32, 3, padding="same", use_bias=False, name="conv1")(inp)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU(name="relu1")(x)
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.ReLU(name="relu2")(x)
+    x = L.Conv2D(16, 1, name="pw")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(10, name="logits")(x))
+
+
+def test_a_cut_measured_slower_than_its_parent_is_never_accepted(
+        odd_count_model, digits8, tmp_path: Path) -> None:
+    """The rule holds even when the estimate lies: a cost table (stale, or copied from another
+    board under the same key) says conv1 at 31 channels costs nothing; the real count on the
+    emulated A72 says the 31-channel child is slower than its parent, so it is rejected, named
+    with both figures, and the search fails rather than ship it."""
+    from qemu_fixture import prepare_qemu
+
+    from edgekit.compress.channel_graph import build_channel_graph
+    from edgekit.compress.channel_search import search_channels
+    from edgekit.compress.channel_surgery import remove_channels
+    from edgekit.compress.cost_table import CostMeter, layer_signature
+
+    prepare_qemu(need_plugin=True)
+    config = {"target": {"instructions_ratio": 0.95, "on": "qemu-aarch64:cortex-a72"},
+              "round_to": 1, "layers": {"names": ["conv1"]}, "search_steps": 1, "epochs": 0,
+              "proposal_batches": 1, "augment_shift": 0}
+    stage = ChannelPrune.from_config(config)
+    target = parse_search_target(config["target"])
+    calibration = digits8.x_train[:16]
+    keyed = CostMeter(target, calibration, cache_dir=tmp_path)
+    try:
+        keyed.compare({"dense": odd_count_model})  # keys the table on the emulator's runtime
+    finally:
+        keyed.close()
+    child, _ = remove_channels(odd_count_model, build_channel_graph(odd_count_model),
+                               {"conv1": [0]})
+    before = {layer.name: layer_signature(layer) for layer in odd_count_model.layers}
+    lies: dict[str, float] = {}
+    for layer in child.layers:
+        sig = layer_signature(layer)
+        if sig is not None and sig != before[layer.name]:
+            lies[before[layer.name]], lies[sig] = 1e4, 0.0
+    assert len(lies) == 6  # conv1, dw and pw change shape
+    keyed.table_path.write_text(json.dumps({"key": keyed.table_key(), "entries": lies}))
+
+    meter = CostMeter(target, calibration, cache_dir=tmp_path)
+    with pytest.raises(CheckFailed) as failed:
+        search_channels(stage, odd_count_model, digits8, target, meter=meter, log=lambda _: None)
+    message = str(failed.value)
+    assert meter.hits == 6 and meter.misses == 0  # the lying table made the proposal
+    assert "no proposal was faster than its parent when measured (conv1 32->31: " in message
+    child_figure, parent_figure = (float(v) for v in re.search(
+        r"conv1 32->31: ([\d.e+]+) vs parent ([\d.e+]+) instructions", message).groups())
+    assert child_figure > parent_figure * 1.01  # really slower, deterministically
+    # dense, the floor model (conv1 at 1 channel) and the child were each counted once: the
+    # parent measured again beside the child is the dense file, not run a second time
+    assert meter.measurements == 3
