@@ -15,9 +15,19 @@ Two ways to run:
 both ways run through :func:`~device_bench.targets.remote.run_remote`, the protocol every remote
 target shares (one exit-status rule: 124 timed out, 137 killed). ``adb shell`` joins its
 arguments into one string for the phone's shell, so every command is an argument list quoted
-element by element (``shlex.join``). The temp folder is removed afterwards, also after a failure
-or a timeout. :func:`parse_benchmark_model_output` turns the text of a ``benchmark_model`` run
-made by hand into the same result dict.
+element by element (``shlex.join``). The temp folder is removed afterwards (and anything still
+running from it stopped), also after a failure or a timeout. :func:`parse_benchmark_model_output`
+turns the text of a ``benchmark_model`` run made by hand into the same result dict.
+
+Faults: each adb call has a time limit (``command_timeout_s``; the run ``timeout_s`` plus
+``command_timeout_s``). A device that adb reports ``offline`` (or still connecting or
+authorizing), and a connection that dropped during a step that can be repeated, are retried by
+the one rule of :mod:`device_bench.targets.retry` (``tries`` attempts, ``backoff_s`` doubling);
+an ``unauthorized`` device is never retried (the user must accept the phone's "Allow USB
+debugging?" dialog), nor is a connection dropped during the run itself. The adb client's words
+are those of AOSP's ``packages/modules/adb`` (``transport.cpp``: "device offline", "device
+unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set ..."), printed as ``adb: ...``,
+``error: ...`` or ``adb: error: failed to get feature set: ...``.
 """
 
 from __future__ import annotations
@@ -32,12 +42,20 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.benchmark_model_output import parse_output, to_bench_result
-from device_bench.child_output import last_line
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.remote_payload import copy_package
 from device_bench.runner import BenchOptions, model_facts
+from device_bench.targets._adb_device import (
+    FACTS_SCRIPT,
+    cores_mask,
+    parse_cores,
+    parse_device_facts,
+)
 from device_bench.targets.base import TargetKind, parse_spec_query, target_spec_error
 from device_bench.targets.remote import (
+    MKDIR_SCRIPT,
+    REMOVE_LOST_SCRIPT,
+    REMOVE_SCRIPT,
     Completed,
     Payload,
     RemoteFile,
@@ -45,8 +63,18 @@ from device_bench.targets.remote import (
     check_input,
     check_model,
     check_options,
+    fault_line,
     run_remote,
     runner_argv,
+    temp_name,
+)
+from device_bench.targets.retry import (
+    DEFAULT_BACKOFF_S,
+    DEFAULT_TRIES,
+    NotConnected,
+    Refused,
+    RetryPolicy,
+    TransientError,
 )
 
 __all__ = [
@@ -63,118 +91,13 @@ __all__ = [
 SPEC_FORM = "adb://SERIAL[?cores=LIST&benchmark_model=PATH&python=PATH]"
 _QUERY_KEYS = ("benchmark_model", "cores", "python")
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
-_MAX_CORES = 64
-# What the target reads about the phone, one key=value a line. A fixed script (no variable part).
-FACTS_SCRIPT = (
-    'echo "model=$(getprop ro.product.model 2>/dev/null)"; '
-    'echo "manufacturer=$(getprop ro.product.manufacturer 2>/dev/null)"; '
-    'echo "platform=$(getprop ro.board.platform 2>/dev/null)"; '
-    'echo "release=$(getprop ro.build.version.release 2>/dev/null)"; '
-    'echo "sdk=$(getprop ro.build.version.sdk 2>/dev/null)"; '
-    'echo "machine=$(uname -m 2>/dev/null)"; '
-    'echo "possible=$(cat /sys/devices/system/cpu/possible 2>/dev/null)"; '
-    "for c in /sys/devices/system/cpu/cpu[0-9]*; do "
-    'echo "governor${c##*/cpu}=$(cat "$c/cpufreq/scaling_governor" 2>/dev/null)"; done'
-)
-
-
-def parse_cores(text: str) -> tuple[int, ...]:
-    """Reads a core list such as ``4-7`` or ``0,2,4-5`` (the kernel's cpulist form).
-
-    Args:
-        text: Comma-separated core numbers and ``A-B`` ranges.
-
-    Returns:
-        The cores, sorted, without duplicates.
-
-    Raises:
-        BenchInputError: The text is not such a list, or names a core above 63.
-    """
-    bad = BenchInputError(
-        f"cores must be a core list such as '4-7' or '0,2,4-5' (cores 0..{_MAX_CORES - 1}), "
-        f"got {text!r}"
-    )
-    if not isinstance(text, str) or not text.strip():
-        raise bad
-    cores: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise bad
-        low = int(match.group(1))
-        high = int(match.group(2)) if match.group(2) is not None else low
-        if high < low or high >= _MAX_CORES:
-            raise bad
-        cores.update(range(low, high + 1))
-    return tuple(sorted(cores))
-
-
-def cores_mask(cores: tuple[int, ...] | list[int]) -> str:
-    """The ``taskset`` affinity mask of a core list, in hex without ``0x`` (``(4, 5, 6, 7)`` ->
-    ``"f0"``).
-
-    Args:
-        cores: Core numbers (0..63).
-
-    Returns:
-        The mask.
-
-    Raises:
-        BenchInputError: The list is empty or a core is out of range.
-    """
-    if not cores or any(
-        isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < _MAX_CORES for c in cores
-    ):
-        raise BenchInputError(f"cores must be a non-empty list of cores 0..63, got {cores!r}")
-    return format(sum(1 << c for c in set(cores)), "x")
-
-
-def _count_cpulist(text: str) -> int | None:
-    try:
-        return len(parse_cores(text))
-    except BenchInputError:
-        return None
-
-
-def parse_device_facts(text: str, *, serial: str | None = None,
-                       cores: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """The ``target`` block from the output of :data:`FACTS_SCRIPT`.
-
-    Args:
-        text: The script's output (``key=value`` lines).
-        serial: The adb serial, reported as ``host``.
-        cores: The pinned cores; the governor is that of the first one (else of cpu0).
-
-    Returns:
-        ``{"kind": "adb", "host", "machine", "cpu", "cores", "os", "governor",
-        "temperature_c": None, "throttled": None}``; what the phone did not tell is None.
-    """
-    facts: dict[str, str] = {}
-    for line in text.replace("\r", "").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and value.strip():
-            facts.setdefault(key.strip(), value.strip())
-    device = " ".join(v for v in (facts.get("manufacturer"), facts.get("model")) if v)
-    platform = facts.get("platform")
-    cpu = f"{device} ({platform})" if device and platform else (device or platform or None)
-    release, sdk = facts.get("release"), facts.get("sdk")
-    os_name = None
-    if release:
-        os_name = f"Android {release}" + (f" (API {sdk})" if sdk else "")
-    first = cores[0] if cores else 0
-    return {
-        "kind": "adb",
-        "host": serial,
-        "machine": facts.get("machine"),
-        "cpu": cpu,
-        "cores": _count_cpulist(facts["possible"]) if "possible" in facts else None,
-        "os": os_name,
-        "governor": facts.get(f"governor{first}"),
-        "temperature_c": None,
-        "throttled": None,
-    }
-
-
+# The adb client's own failures (the first line it prints; AOSP packages/modules/adb:
+# transport.cpp acquire_one_transport, client/commandline.cpp, client/file_sync_client.cpp).
+_ADB_PREFIX = (r"^(?:adb(?:\.exe)?: (?:error: )?|error: )"
+               r"(?:failed to get feature set: |connect failed: )?")
+_NOT_READY = re.compile(_ADB_PREFIX + r"device (?:offline|still connecting|still authorizing)")
+_UNAUTHORIZED = re.compile(_ADB_PREFIX + r"device unauthorized")
+_DROPPED = re.compile(_ADB_PREFIX + r"(?:closed|protocol fault|.*Connection reset by peer)")
 def parse_benchmark_model_output(
     text: str, model_path: str | os.PathLike[str] | None = None, *, kind: str = "adb"
 ) -> dict[str, Any]:
@@ -219,8 +142,17 @@ class AdbTarget:
         python: The device's Python 3 (Python runner only).
         adb: The adb program.
         timeout_s: Seconds the benchmark itself may run.
-        command_timeout_s: Seconds for each short adb call (facts, push, fetch, clean-up).
+        command_timeout_s: Seconds for each short adb call (facts, push, fetch, clean-up), and
+            beyond ``timeout_s`` for the run; a call past its limit fails, not retried.
         remote_root: Where the temp folder is made on the device.
+        tries: Attempts per adb call while the device is offline (or the connection dropped
+            during a step that can be repeated), 1..10; 1 turns retries off.
+        backoff_s: Seconds before the second attempt, doubled before each further one.
+
+    One adb call takes at most ``tries * limit + backoff_s * (2 ** (tries - 1) - 1)`` seconds.
+
+    Attributes:
+        retry: The retry policy of every adb call.
 
     Raises:
         BenchInputError: An argument is malformed; the message names it.
@@ -239,6 +171,8 @@ class AdbTarget:
         timeout_s: float = 600.0,
         command_timeout_s: float = 120.0,
         remote_root: str = "/data/local/tmp",
+        tries: int = DEFAULT_TRIES,
+        backoff_s: float = DEFAULT_BACKOFF_S,
     ) -> None:
         if not isinstance(serial, str) or not _SERIAL_RE.match(serial) or serial.startswith("-"):
             raise BenchInputError(f"adb serial must look like 'R58M1234ABC' or "
@@ -265,6 +199,7 @@ class AdbTarget:
         self.timeout_s = float(timeout_s)
         self.command_timeout_s = float(command_timeout_s)
         self.remote_root = remote_root.rstrip("/") or "/"
+        self.retry = RetryPolicy.checked(tries, backoff_s)
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> AdbTarget:
@@ -383,18 +318,63 @@ class AdbTarget:
             return subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                                   timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired as e:
-            raise TargetError(f"{self.spec}: {what} did not finish within "
-                              f"{timeout:g} s") from e
+            raise TargetError(f"{self.spec}: {what} did not finish within {timeout:g} s (the "
+                              "device hung or stopped answering); not retried") from e
         except OSError as e:
             raise TargetError(
                 f"cannot run adb ({self.adb!r}): {e.strerror or e}; install the Android "
                 "platform-tools (apt-get install adb) or pass adb=/path/to/adb"
             ) from e
 
+    def _adb_fault(self, proc: subprocess.CompletedProcess[str], what: str,
+                   repeatable: bool) -> TargetError | None:
+        """The adb client's own failure in a call's output (not the device command's), or None.
+
+        Returns:
+            TransientError for an offline (connecting, authorizing) device, and for a dropped
+            connection when ``repeatable``; TargetError for an unauthorized device and a
+            connection dropped during the run; None when adb itself did not fail.
+        """
+        if proc.returncode == 0:
+            return None
+        text = proc.stderr.lstrip() or proc.stdout.lstrip()
+        first = text.partition("\n")[0].strip()
+        if _NOT_READY.match(text):
+            return NotConnected(
+                f"{self.spec}: {what}: the device is offline ({first}); check its cable or "
+                "network and that `adb devices` lists it as 'device'")
+        if _UNAUTHORIZED.match(text):
+            return Refused(
+                f"{self.spec}: {what}: the device has not authorized this computer ({first}); "
+                "unlock it and accept the 'Allow USB debugging?' dialog (not retried)")
+        if _DROPPED.match(text):
+            if repeatable:
+                return TransientError(f"{self.spec}: {what}: the connection to the device "
+                                      f"dropped ({first})")
+            return TargetError(f"{self.spec}: {what}: the connection to the device dropped "
+                               f"({first}); not retried (the device may still be running it)")
+        return None
+
+    def _call(self, cmd: list[str], what: str, timeout: float, *,
+              repeatable: bool = True) -> subprocess.CompletedProcess[str]:
+        """One adb call under the retry policy; its outcome whatever the device command's status.
+
+        Raises:
+            TargetError: adb failed for good (TransientError: after every attempt).
+        """
+        def attempt() -> subprocess.CompletedProcess[str]:
+            proc = self._run(cmd, what, timeout)
+            error = self._adb_fault(proc, what, repeatable)
+            if error is not None:
+                raise error
+            return proc
+
+        return self.retry.call(attempt)
+
     def _checked(self, cmd: list[str], what: str, timeout: float | None = None) -> str:
-        proc = self._run(cmd, what, timeout or self.command_timeout_s)
+        proc = self._call(cmd, what, timeout or self.command_timeout_s)
         if proc.returncode != 0:
-            message = last_line(proc.stderr) or last_line(proc.stdout) or "no message"
+            message = (fault_line(proc.stderr) or fault_line(proc.stdout) or "no message")
             raise TargetError(f"{self.spec}: {what} failed (exit {proc.returncode}): "
                               f"{message}")
         return proc.stdout
@@ -409,22 +389,36 @@ class AdbTarget:
             TargetError: adb cannot reach the device.
         """
         text = self._checked(self.shell_command(["sh", "-c", FACTS_SCRIPT]),
-                             "reading the device facts")
+                             "read device facts")
         return parse_device_facts(text, serial=self.serial, cores=self.cores)
 
     # ------------------------------------------------------------------------- the transport
 
     def make_temp_dir(self) -> str:
-        """Creates ``REMOTE_ROOT/edgekit-XXXXXX`` (the device's ``mktemp -d``).
+        """Creates ``REMOTE_ROOT/edgekit-<random>`` (mode 0700) and returns its path.
+
+        A folder that a failed attempt may have made is removed before the error is raised.
 
         Raises:
-            TargetError: adb failed, or mktemp printed no folder.
+            TargetError: adb or mkdir failed, or printed no such folder.
         """
-        remote_dir = self._checked(
-            self.shell_command(["mktemp", "-d", f"{self.remote_root}/edgekit-XXXXXX"]),
-            "creating a temp folder").strip()
-        if not remote_dir.startswith("/") or "\n" in remote_dir:
-            raise TargetError(f"{self.spec}: mktemp printed {remote_dir!r}, not a folder")
+        name = temp_name("edgekit-")
+        try:
+            remote_dir = self._checked(
+                self.shell_command(["sh", "-c", MKDIR_SCRIPT, "sh", self.remote_root, name]),
+                "make temp dir").strip()
+        except (NotConnected, Refused):
+            raise  # the device never let the command run: nothing was made
+        except TargetError:
+            try:
+                self._checked(self.shell_command(["sh", "-c", REMOVE_LOST_SCRIPT, "sh",
+                                                  self.remote_root, name]), "clean-up")
+            except TargetError:
+                pass  # the step's own error is the one to report
+            raise
+        if not remote_dir.startswith("/") or not remote_dir.endswith(f"/{name}"):
+            raise TargetError(f"{self.spec}: make temp dir: mkdir printed {remote_dir!r}, not "
+                              "the folder")
         return remote_dir
 
     def push(self, payload: Payload, remote_dir: str) -> None:
@@ -447,15 +441,18 @@ class AdbTarget:
                               f"making {f.name} executable")
 
     def execute(self, argv: list[str], what: str, timeout_s: float) -> Completed:
-        """``adb shell`` of ``argv`` (quoted).
+        """``adb shell`` of ``argv`` (quoted): the run step, retried only while the device is
+        offline (nothing ran yet).
 
         Returns:
             Its outcome, whatever its exit status.
 
         Raises:
-            TargetError: adb is missing, or the run outlived ``timeout_s`` on this side.
+            TargetError: adb is missing, the device is offline (after every try) or
+                unauthorized, the connection dropped, or the run outlived ``timeout_s`` on this
+                side.
         """
-        proc = self._run(self.shell_command(argv), what, timeout_s)
+        proc = self._call(self.shell_command(argv), f"run ({what})", timeout_s, repeatable=False)
         return Completed(proc.returncode, proc.stdout, proc.stderr)
 
     def pull(self, remote_path: str) -> str:
@@ -465,15 +462,16 @@ class AdbTarget:
             TargetError: adb or cat failed.
         """
         return self._checked(self.adb_command("exec-out", shlex.join(["cat", remote_path])),
-                             "fetching the result")
+                             "pull")
 
     def remove_dir(self, remote_dir: str) -> None:
-        """``rm -rf`` of a temp folder on the device.
+        """Stops anything still running from a temp folder on the device, then removes it.
 
         Raises:
             TargetError: adb or rm failed.
         """
-        self._checked(self.shell_command(["rm", "-rf", remote_dir]), "removing the temp folder")
+        self._checked(self.shell_command(["sh", "-c", REMOVE_SCRIPT, "sh", remote_dir]),
+                      "clean-up")
 
     # ------------------------------------------------------------------------- the benchmark
 
@@ -511,7 +509,7 @@ class AdbTarget:
         else:
             result = bench_with_runner(self, model_path, options, python=self.python,
                                        kind=self.kind, timeout_s=self.timeout_s,
-                                       command=self.pinned)
+                                       command=self.pinned, grace_s=self.command_timeout_s)
         result["model"]["path"] = os.fspath(model_path)
         result["target"] = {**facts, **{k: v for k, v in result.get("target", {}).items()
                                         if facts.get(k) is None and v is not None}}
@@ -529,7 +527,7 @@ class AdbTarget:
                                              f"{remote_dir}/{model.name}", options)
 
         out = run_remote(self, payload, build, what=f"benchmark_model run of {model_path!r}",
-                         timeout_s=self.timeout_s)
+                         timeout_s=self.timeout_s, grace_s=self.command_timeout_s)
         try:
             parsed = parse_output(f"{out.proc.stdout}\n{out.proc.stderr}")
         except BenchInputError as e:

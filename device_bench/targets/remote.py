@@ -16,6 +16,11 @@ push files into it, run an argument list there and read a file back) plus its sp
 6. ``remove_dir`` the temp folder: always, also after a failure or a timeout (a failed clean-up
    is a warning, never the error the user sees).
 
+Each transport bounds every step by a time limit on this side and retries transient faults
+(refused, reset or dropped connections, connect timeouts, an offline adb device) with the one
+rule of :mod:`device_bench.targets.retry`; authentication, host-key and authorization failures
+are never retried.
+
 :func:`bench_with_runner` is the Python-runner job on top (``python3 -m device_bench`` on the
 device, its JSON fetched), used by both ssh and adb. Commands are argument lists that the
 transport quotes element by element (``shlex.join``) for the device's shell: no user string is
@@ -28,6 +33,7 @@ import dataclasses
 import json
 import os
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +49,9 @@ from device_bench.tflite_check import describe_exit
 __all__ = [
     "GRACE_S",
     "KILLED",
+    "MKDIR_SCRIPT",
+    "REMOVE_LOST_SCRIPT",
+    "REMOVE_SCRIPT",
     "TIMED_OUT",
     "Completed",
     "Payload",
@@ -54,15 +63,37 @@ __all__ = [
     "check_model",
     "check_options",
     "exit_error",
+    "fault_line",
     "run_remote",
     "runner_argv",
     "runner_error",
+    "temp_name",
 ]
 
 TIMED_OUT = 124  # GNU/busybox/toybox `timeout`: the command ran out of time (SIGTERM)
 KILLED = 137  # 128 + SIGKILL: `timeout -k` had to kill it, or the out-of-memory killer did
 GRACE_S = 15.0  # host-side seconds beyond the remote timeout before the host gives up
 RESULT_NAME = "result.json"
+# Fixed scripts for the device's shell (ssh's login shell, adb's sh): no variable part is pasted
+# in, every path arrives as a quoted positional argument. MKDIR_SCRIPT makes ROOT/NAME mode 0700
+# ($1 = ROOT, or "" for the device's $TMPDIR, else /tmp; $2 = NAME) and prints it; it accepts the
+# folder when it is already there, so a retry after a dropped connection finds the one the lost
+# attempt made (NAME carries a random token chosen on this side: see temp_name).
+MKDIR_SCRIPT = (
+    'r=${1:-${TMPDIR:-/tmp}}; d="${r%/}/$2"; '
+    'if mkdir -m 700 -- "$d" 2>/dev/null || { [ -d "$d" ] && [ ! -L "$d" ]; }; '
+    'then printf "%s\\n" "$d"; else mkdir -m 700 -- "$d"; exit 1; fi'
+)
+# Stops what still runs from the folder $d (a run orphaned by a dropped connection: its command
+# line names files in "$d/"), then removes the folder.
+_CLEANUP = ('if command -v pkill >/dev/null 2>&1; then pkill -KILL -f -- "$d/" 2>/dev/null; fi; '
+            'rm -rf -- "$d"')
+REMOVE_SCRIPT = 'd=$1; ' + _CLEANUP  # $1 = the folder
+REMOVE_LOST_SCRIPT = 'r=${1:-${TMPDIR:-/tmp}}; d="${r%/}/$2"; ' + _CLEANUP  # as MKDIR_SCRIPT
+# Lines that say why a remote command failed better than its last line ("tar: Exiting with
+# failure status due to previous errors" comes after the line that matters).
+_FAULT_RE = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|"
+                       r"Permission denied|Cannot write|Too many open files", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -190,6 +221,27 @@ def exit_error(returncode: int, *, spec: str, what: str, timeout_s: float,
                        f"{message or 'no message'}")
 
 
+def temp_name(prefix: str) -> str:
+    """A fresh temp folder name: ``prefix`` and 16 random hex digits (``edgekit.3f9c...``)."""
+    return f"{prefix}{secrets.token_hex(8)}"
+
+
+def fault_line(text: str) -> str:
+    """The line of a failed remote command's output that says why it failed.
+
+    Args:
+        text: Its stderr (or stdout).
+
+    Returns:
+        The first line naming a known fault (no space left, read-only, permission denied ...),
+        else the last non-blank line, else "".
+    """
+    for line in text.splitlines():
+        if _FAULT_RE.search(line):
+            return line.strip()
+    return last_line(text)
+
+
 def _child_message(proc: Completed, names: dict[str, str]) -> str:
     """The child's last stderr line (else stdout's), naming the user's files, not the copies."""
     message = (last_line(proc.stderr) or last_line(proc.stdout)).removeprefix(ERROR_PREFIX)
@@ -207,6 +259,7 @@ def run_remote(
     timeout_s: float,
     fetch: str | None = None,
     explain: Callable[[Completed, str], Exception | None] | None = None,
+    grace_s: float = GRACE_S,
 ) -> RemoteOutput:
     """Runs one command on the device in a fresh temp folder, and always removes the folder.
 
@@ -215,11 +268,13 @@ def run_remote(
         payload: What the command needs in its folder.
         command: Builds the command from the temp folder's path (not yet under ``timeout``).
         what: The step, as messages name it.
-        timeout_s: The remote time limit; this side waits :data:`GRACE_S` longer.
+        timeout_s: The remote time limit; this side waits ``grace_s`` longer.
         fetch: A file name in the folder to read back after a successful run.
         explain: A job's own reading of a failed run, tried after 124/137 and before the
             generic failure (for example the Python runner's "lacks numpy" or exit 2); it gets
             the outcome and its cleaned-up message and returns an exception or None.
+        grace_s: Seconds this side waits beyond ``timeout_s`` before it gives up on the run
+            (the board hung, or the connection went silent); default :data:`GRACE_S`.
 
     Returns:
         The outcome and the fetched text.
@@ -234,7 +289,7 @@ def run_remote(
     try:
         transport.push(payload, remote_dir)
         proc = transport.execute(timeout_wrapped(timeout_s, command(remote_dir)), what,
-                                 timeout_s + GRACE_S)
+                                 timeout_s + grace_s)
         relay_warnings(proc.stderr)
         message = _child_message(proc, names)
         error: Exception | None = None
@@ -382,6 +437,7 @@ def bench_with_runner(
     kind: str,
     timeout_s: float,
     command: Callable[[list[str]], list[str]] | None = None,
+    grace_s: float = GRACE_S,
 ) -> dict[str, Any]:
     """Benchmarks a model with the device's Python (``python -m device_bench``).
 
@@ -394,6 +450,7 @@ def bench_with_runner(
         timeout_s: Seconds the benchmark may run on the device.
         command: Wraps the runner's argument list (adb pins it to cores with ``taskset``);
             None runs it as it is.
+        grace_s: Seconds this side waits beyond ``timeout_s`` (see :func:`run_remote`).
 
     Returns:
         The device's ``edgekit.bench/1`` result, with ``model.path`` and
@@ -429,7 +486,7 @@ def bench_with_runner(
 
     out = run_remote(transport, Payload(tuple(files), package=True), build,
                      what=f"benchmark of {os.fspath(model_path)!r}", timeout_s=timeout_s,
-                     fetch=RESULT_NAME, explain=explain)
+                     fetch=RESULT_NAME, explain=explain, grace_s=grace_s)
     try:
         result = json.loads(out.fetched or "")
     except ValueError as e:

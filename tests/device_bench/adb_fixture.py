@@ -28,7 +28,7 @@ if args[:1] == ["-s"]:
 command, rest = args[0], args[1:]
 if command in ("shell", "exec-out"):
     line = " ".join(rest)
-    if {fail_rm!r} and line.startswith("rm "):
+    if {fail_rm!r} and "rm -rf" in line:
         print("rm: cannot remove: Read-only file system", file=sys.stderr)
         sys.exit(1)
     code = subprocess.run(["sh", "-c", line]).returncode

@@ -14,7 +14,7 @@ import getpass
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +92,13 @@ def _client_config(path: Path, identity: Path, known_hosts: Path) -> None:
 
 
 @contextlib.contextmanager
-def start_sshd(workdir: Path) -> Iterator[SSHServer]:
+def start_sshd(workdir: Path, *, prefix: Sequence[str] = ()) -> Iterator[SSHServer]:
     """Runs sshd on a free loopback port for the duration of the ``with`` block.
 
     Args:
         workdir: An empty folder for the keys, configs and pid file.
+        prefix: A command that execs sshd (its arguments follow), e.g. ``unshare -m ...``
+            to run the "board" in its own mount namespace; its process must become sshd.
 
     Yields:
         The server's connection details.
@@ -140,7 +142,7 @@ def start_sshd(workdir: Path) -> Iterator[SSHServer]:
 
     log = workdir / "sshd.log"
     with open(log, "wb") as log_file:
-        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],
+        proc = subprocess.Popen([*prefix, sshd, "-D", "-e", "-f", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         _wait_for_port(port, proc, log)

@@ -78,7 +78,7 @@ def _adb(folder: Path, python: str, timeout_s: float, **fake: bool) -> Remote:
     target = AdbTarget("emulator-5554", adb=str(adb.program), remote_root=str(adb.remote_root),
                        python=python, timeout_s=timeout_s)
     return Remote(target, lambda: [str(p) for p in adb.temp_dirs()],
-                  lambda: any("mktemp" in " ".join(call) for call in adb.calls()))
+                  lambda: any("mkdir -m 700" in " ".join(call) for call in adb.calls()))
 
 
 @pytest.fixture(params=["ssh", "adb"])
@@ -175,7 +175,7 @@ def test_a_failed_push_still_removes_the_temp_dir(tiny, tmp_path: Path) -> None:
     with pytest.raises(TargetError, match=r"^adb://R58M: pushing the device_bench package "
                                           r"failed \(exit 1\): adb: error: failed to copy"):
         target.bench(str(tiny.int8), FAST)
-    assert any("mktemp" in " ".join(c) for c in adb.calls()) and adb.temp_dirs() == []
+    assert any("mkdir -m 700" in " ".join(c) for c in adb.calls()) and adb.temp_dirs() == []
 
 
 def test_a_failed_clean_up_is_a_warning_not_the_error(tiny, tmp_path: Path,
