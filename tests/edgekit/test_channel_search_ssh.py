@@ -1,0 +1,88 @@
+"""The channel search measured through a remote target: a real sshd on 127.0.0.1 as the board.
+
+The "board" is this machine reached over SSH (``tests/device_bench/sshd_fixture.py``: throwaway
+keys, strict host-key checking); ``ssh`` on ``PATH`` is a shim that adds the test's client
+config, so the stage is configured exactly as a user would (``target: {latency_ratio, on:
+ssh://user@host:port}``) and every cost (whole models, the per-layer table) is a benchmark run
+on the board by device_bench over SSH. Slow (about a minute of SSH round trips): `make test-all`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "device_bench"))
+from sshd_fixture import start_sshd
+
+from edgekit.compress import ChannelPrune
+from edgekit.converters.work import keras_work
+from edgekit.core._keras import keras
+
+L = keras.layers
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def board_spec(tmp_path_factory):
+    """The ``ssh://`` spec of the real sshd board, with an ``ssh`` shim first on PATH."""
+    work = tmp_path_factory.mktemp("sshd")
+    with start_sshd(work) as server:
+        shim = work / "bin"
+        shim.mkdir()
+        (shim / "ssh").write_text(
+            f"#!/bin/sh\nexec {shutil.which('ssh')} -F '{server.ssh_config}' \"$@\"\n")
+        (shim / "ssh").chmod(0o755)
+        before = os.environ["PATH"]
+        os.environ["PATH"] = f"{shim}{os.pathsep}{before}"
+        try:
+            python = urllib.parse.quote(sys.executable)
+            yield f"ssh://{server.user}@127.0.0.1:{server.port}?python={python}"
+        finally:
+            os.environ["PATH"] = before
+
+
+@pytest.fixture(scope="module")
+def wide_stack(digits8):
+    """Two 3x3 conv blocks of 96 channels on 8x8 digits: compute, not the call, dominates the
+    int8 latency, so a cut measures as faster on a loaded machine too."""
+    from edgekit.compress.training import fit
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = inp
+    for name in ("c1", "c2"):
+        x = L.Conv2D(96, 3, padding="same", use_bias=False, name=name)(x)
+        x = L.BatchNormalization(name=f"{name}_bn")(x)
+        x = L.ReLU(name=f"{name}_relu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inp, L.Dense(10, name="logits")(x))
+    fit(model, digits8.x_train, digits8.y_train, epochs=1, learning_rate=2e-3, augment_shift=0,
+        seed=0, desc="wide stack")
+    return model
+
+
+def test_a_latency_budget_is_met_on_a_board_over_ssh(board_spec: str, wide_stack, digits8,
+                                                     tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path))
+    config = {"target": {"latency_ratio": 0.7, "on": board_spec}, "round_to": 32,
+              "search_steps": 1, "proposal_batches": 2, "epochs": 0, "augment_shift": 0}
+    out = ChannelPrune.from_config(config).apply(wide_stack, digits8)
+    search = out.details["search"]
+    assert search["target"]["on"] == board_spec
+    assert search["steps"], "a 0.7 budget needs at least one cut"
+    for step in search["steps"]:
+        assert step["pair"]["child"] < step["pair"]["parent"]  # measured on the board
+    last = search["confirmations"][-1]
+    assert last["final"] / last["dense"] <= 0.7 and search["searched_figure"] <= search["budget"]
+    assert keras_work(out.model)["macs"] < keras_work(wide_stack)["macs"]
+    # the per-layer costs were measured on the board, and the table is keyed on it
+    table = json.loads(Path(search["cost_table"]["path"]).read_text())
+    assert table["key"]["on"] == board_spec and table["key"]["runtime"]["interpreter"]
+    assert search["cost_table"]["misses"] == len(table["entries"]) > 0
