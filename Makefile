@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgekit-installed
 OUT    ?= runs/demo
 
-.PHONY: demo test test-all bench lint venv clean kws-deps fuzz
+.PHONY: demo test test-all bench lint venv clean kws-deps fuzz reliability
 
 venv: $(STAMP)
 
@@ -33,11 +33,18 @@ FUZZ_TOTAL ?= 100000
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/run_fuzz.py --total $(FUZZ_TOTAL) --out RELIABILITY.md $(FUZZ_ARGS)
 
+# The reliability table of RELIABILITY.md (tests/reliability/reliability_table.py): runs every
+# test marked reliability(CATEGORY) (bad input, full disk, interrupts, boards that fail, no code
+# from data), slow ones included, and rewrites its section. RELIABILITY_ARGS adds options, e.g.
+# `make reliability RELIABILITY_ARGS="--fast"`. Exit 1 when a case failed.
+reliability: $(STAMP)
+	$(PY) tests/reliability/reliability_table.py --out RELIABILITY.md $(RELIABILITY_ARGS)
+
 # Each script rewrites its own section of BENCHMARKS.md (bench/sections.py); one can run alone,
 # e.g. `make bench BENCH=arch_matrix`. The whole set takes about eight hours on 2 cores.
 BENCH ?= run_benchmarks bench_method calibration_cost selective_quant distill_digits \
          arm_instructions arch_matrix cli_startup kws channel_rounding channel_coverage \
-         channel_prune channel_search
+         channel_prune channel_search ray_sweep
 bench: $(STAMP)
 	@set -e; for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py --out BENCHMARKS.md; done
 

@@ -32,10 +32,15 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
 ]
 
+# Ray: the cluster executor of sweeps (edgekit.executor_ray; `pip install edgekit[ray]`). The tests
+# start a real local Ray cluster, so the dev extra installs it too (one pin, used twice).
+RAY = "ray==2.60.0"
+
 EXTRAS_REQUIRE = {
+    "ray": [RAY],
     # hypothesis: the property-based fuzzers of the parsers that read users' files (tests/fuzz,
     # a short run in `make test`, 100,000 inputs in `make fuzz`).
-    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.170.15"],
+    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.170.15", RAY],
 }
 
 setup(

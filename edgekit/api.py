@@ -96,7 +96,7 @@ def _as_recipe(recipe: Recipe | PathLike | dict[str, Any]) -> Recipe:
 
 def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", *,
         resume: bool = False, junit: PathLike | None = None, log: Any = None,
-        unsafe_load: bool = False) -> RunOutcome:
+        unsafe_load: bool = False, executor: str | None = None) -> RunOutcome:
     """Runs a recipe (a sweep when it has one) and writes its reports.
 
     Args:
@@ -107,6 +107,8 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
         log: Progress sink (stderr by default).
         unsafe_load: Trust the Python code (Lambda layers) of the recipe's model files, as the
             recipe's own ``unsafe_load: true`` does (see ``edgekit.core.model_io``).
+        executor: ``local``, ``ray`` or ``ray:HOST:PORT``: where a sweep's candidates run,
+            over the recipe's ``executor`` (``edgekit.executor_spec``).
 
     Returns:
         The :class:`RunOutcome`.
@@ -122,6 +124,10 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
     r = _as_recipe(recipe)
     if unsafe_load and not r.unsafe_load:
         r = dataclasses.replace(r, unsafe_load=True)
+    if executor is not None:
+        from edgekit.executor_spec import ExecutorSpec
+
+        r = dataclasses.replace(r, executor=ExecutorSpec.from_cli(executor, r.executor))
     if junit is not None:
         check_out_dir(Path(junit).parent)
     out_path = check_out_dir(out)
@@ -322,8 +328,9 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
         "quant_debug" (ranking dict or None), "selective" (dict or None)}``.
 
     Raises:
-        InputError: Bad arguments, model, data, calibration source or folder; a model the
-            converter rejects.
+        InputError: Bad arguments (``calibration`` for a mode that does not calibrate
+            included), model, data, calibration source or folder; a model the converter
+            rejects.
     """
     from edgekit.converters import (
         ConversionConfig,
@@ -344,6 +351,9 @@ def convert(model: PathLike, *, out: PathLike, data: str = "digits", mode: str =
                               per_channel=per_channel)
     if max_accuracy_drop is not None or debug_layers:
         require_int8(config.mode, "--max-accuracy-drop and --debug-layers")
+    if calibration is not None and not config.mode.needs_calibration:  # else silently unused
+        raise InputError(f"--calibration is used only by the modes that calibrate (int8, "
+                         f"int16x8); --mode {config.mode.value} does not")
     m = load_model(model)
     ds = load_data(data, input_shape=model_input_shape(m), num_classes=model_classes(m))
     calibration_info = convert_to_file(m, ds, config, Path(out), samples=samples, seed=seed,

@@ -6,6 +6,7 @@ Exit codes: 0 ok; 1 a budget or check failed; 2 bad input (one line on stderr, n
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -68,6 +69,9 @@ def _finish_run(outcome: Any) -> None:
         _print(f"sweep         {len(sweep['candidates'])} candidates, Pareto front: "
                f"{', '.join(sweep['pareto_front'])}")
         for c in sweep["candidates"]:
+            if c.get("status") == "failed":
+                _print(f"  x {c['name']}: FAILED in {c['failed_phase']}: {c['error']}")
+                continue
             mark = "*" if c["pareto"] else " "
             _print(f"  {mark} {c['name']}: {100 * c['accuracy']:.2f} %, {c['bytes']} bytes, "
                    f"{'pass' if c['passed'] else 'FAIL ' + ', '.join(c['failed_budgets'])}")
@@ -77,8 +81,11 @@ def _finish_run(outcome: Any) -> None:
     if outcome.junit is not None:
         _print(f"junit         {outcome.junit}")
     if not outcome.passed:
-        raise CheckFailed(f"budget(s) failed: {', '.join(outcome.failed_budgets)} "
-                          f"(see {outcome.out / 'report.md'})")
+        failed = (outcome.sweep or {}).get("failed") or []
+        what = [f"candidate(s) failed: {', '.join(failed)}"] if failed else []
+        if outcome.failed_budgets or not failed:
+            what.append(f"budget(s) failed: {', '.join(outcome.failed_budgets)}")
+        raise CheckFailed(f"{'; '.join(what)} (see {outcome.out / 'report.md'})")
 
 
 class DataCLI:
@@ -125,7 +132,8 @@ class EdgekitCLI:
         _finish_run(api.demo(out, junit=junit))
 
     def run(self, recipe: str, out: str = "runs/run", resume: bool = False,
-            junit: str | None = None, plan: bool = False, unsafe_load: bool = False) -> None:
+            junit: str | None = None, plan: bool = False, unsafe_load: bool = False,
+            executor: str | None = None) -> None:
         """Runs the pipeline a recipe file describes (every candidate, if it has a sweep).
 
         Args:
@@ -138,13 +146,17 @@ class EdgekitCLI:
             unsafe_load: Trust the Python code (Lambda layers) in the model files the recipe
                 names, which loading runs (as the recipe's unsafe_load: true); without it such
                 a model is refused (exit 2).
+            executor: Where a sweep's candidates run: local (this process), ray (the Ray
+                cluster at RAY_ADDRESS or on this machine) or ray:HOST:PORT; over the recipe's
+                executor. Ray needs `pip install 'edgekit[ray]'`.
         """
         from edgekit import api
 
         if plan:
             _print(json.dumps(api.plan(recipe), indent=2))
             return
-        _finish_run(api.run(recipe, out, resume=resume, junit=junit, unsafe_load=unsafe_load))
+        _finish_run(api.run(recipe, out, resume=resume, junit=junit, unsafe_load=unsafe_load,
+                            executor=None if executor is None else str(executor)))
 
     def compress(self, model: str, data: str = "digits", out: str = "",
                  prune: float | None = None, qat: bool = False, epochs: int | None = None,
@@ -415,6 +427,85 @@ def merge_repeated_flag(argv: list[str], flag: str) -> list[str]:
     return rest
 
 
+def _is_flag(token: str) -> bool:
+    """fire's rule: a token starting with '-' that is not a number is a flag."""
+    if not token.startswith("-"):
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Refuses an unknown command or option, a missing or an extra argument, before anything runs.
+
+    fire reads a command line only as far as it can, *runs* the command, and only then reports
+    what it could not use (``edgekit run r.yaml --resum`` would run the whole pipeline, then
+    exit 2 with a usage screen). This walks the line the way fire does (``--name value``,
+    ``--name=value``, a flag followed by a flag or nothing is boolean, ``--noNAME``) against the
+    command's signature. Help (``-h``, ``--help``), fire's own flags after ``--``, short flags
+    and chained calls (``-``) are left to fire.
+
+    Args:
+        argv: The command line without the program name.
+
+    Raises:
+        InputError: An unknown command or option, a required argument missing, or one too many.
+    """
+    words = argv[: argv.index("--")] if "--" in argv else list(argv)
+    if not words or words[0].startswith("-") or {"-h", "--help", "-"} & set(words):
+        return
+    target: Any = EdgekitCLI
+    command = []
+    while True:
+        word = words[len(command)] if len(command) < len(words) else None
+        names = sorted(n for n in vars(target) if not n.startswith("_"))
+        if word is None or word.startswith("-"):
+            raise InputError(f"`{' '.join(['edgekit', *command])}` needs a command: "
+                             f"{', '.join(names)}")
+        if word not in names:
+            raise InputError(f"unknown command {' '.join(['edgekit', *command, word])!r}; "
+                             f"expected one of: {', '.join(names)}")
+        command.append(word)
+        target = getattr(target, word)
+        if not isinstance(target, DataCLI):
+            break
+        target = type(target)
+    params = inspect.signature(target).parameters
+    params = {k: v for k, v in params.items() if k != "self"}
+    shown = f"`edgekit {' '.join(command)}`"
+    given: set[str] = set()
+    positional: list[str] = []
+    rest = words[len(command):]
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        if not _is_flag(token):
+            positional.append(token)
+            i += 1
+            continue
+        if not token.startswith("--"):
+            return  # a short flag (fire's first-letter shortcut): fire decides
+        key = token.lstrip("-").split("=", 1)[0].replace("-", "_")
+        boolean = "=" not in token and (i + 1 == len(rest) or _is_flag(rest[i + 1]))
+        if key not in params and not (boolean and key.startswith("no") and key[2:] in params):
+            known = ", ".join("--" + k.replace("_", "-") for k in params)
+            raise InputError(f"unknown option {token.split('=', 1)[0]!r} for {shown}; known "
+                             f"options: {known}")
+        given.add(key if key in params else key[2:])
+        i += 1 if "=" in token or boolean else 2
+    free = [k for k in params if k not in given]
+    if len(positional) > len(free):
+        raise InputError(f"unexpected argument {positional[len(free)]!r} for {shown}; it "
+                         f"takes {', '.join(k.upper() for k in params) or 'no arguments'}")
+    missing = [k for k in free[len(positional):] if params[k].default is inspect.Parameter.empty]
+    if missing:
+        raise InputError(f"{shown} needs {', '.join(k.upper() for k in missing)} "
+                         f"(see `edgekit {' '.join(command)} --help`)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point.
 
@@ -427,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     args = merge_repeated_flag(list(argv if argv is not None else sys.argv[1:]), "--target")
     with interrupts_as_exceptions():
         try:
+            check_arguments(args)  # fire would run the command first, then refuse a typo
             fire.Fire(EdgekitCLI(), command=args, name="edgekit")
             raise_if_interrupted()  # a signal whose exception was swallowed on the way
         except INPUT_ERRORS as e:

@@ -22,8 +22,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,10 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
     probe = p
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir():
+        raise InputError(f"output folder {str(p)!r} cannot be created: {str(probe)!r} is a "
+                         "file; expected a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"output folder {str(p)!r} is not writable ({str(probe)!r} is not)")
     return p
 
@@ -425,16 +428,18 @@ class Pipeline:
                  f"{inspection.bytes} bytes, {inspection.macs:,} MACs")
         return path, entry
 
-    def _bench(self, path: Path) -> dict[str, BenchResult]:
-        """Benchmarks ``path`` on every recipe target; writes each result to ``bench/``.
+    def _bench(self, path: Path, targets: Sequence[str] | None = None
+               ) -> dict[str, BenchResult]:
+        """Benchmarks ``path`` on ``targets`` (default: every recipe target); writes each result
+        to ``bench/``.
 
         Returns:
-            The results by target spec, in recipe order.
+            The results by target spec, in the order given.
         """
         spec = self.recipe.bench
         options = spec.options()
         results: dict[str, BenchResult] = {}
-        for target_spec in spec.targets:
+        for target_spec in spec.targets if targets is None else targets:
             target = get_target(target_spec)
             self.log(f"bench {path.name} on {target_spec} ({options.runs} runs)")
             result = BenchResult.from_dict(target.bench(str(path), options),
@@ -453,12 +458,15 @@ class Pipeline:
         return results
 
     # -- run --------------------------------------------------------------------------------
+    # A run is build (stages + conversions) -> bench -> finish (report). ``run`` does all three
+    # here; a cluster executor (edgekit.executor_ray) runs them as separate tasks, so that a
+    # benchmark holds only its board, not the CPUs a candidate trains on.
     @_trusting
-    def run(self) -> Report:
-        """Runs every stage and writes report.json, report.md and report.html.
+    def build(self) -> BuiltRun:
+        """Runs every stage and conversion (verified, inspected), but no benchmark.
 
         Returns:
-            The report (``edgekit.report/1``; ``to_dict()`` is report.json).
+            What :meth:`bench` and :meth:`finish` need (picklable).
 
         Raises:
             InputError: Bad model, data or recipe values.
@@ -480,14 +488,93 @@ class Pipeline:
             # The dense int8 baseline converts like the deliverable (same io, per-channel).
             same = planned.final or planned.mode == config.mode.value
             conversion = config if same else ConversionConfig(mode=Mode(planned.mode))
-            path, entry = self._convert(models[planned.source], data, planned, conversion)
-            self.entries.append(replace(entry, bench=self._bench(path), final=planned.final))
-        report = build_report(r, data, self.entries, seconds=time.perf_counter() - t0)
+            _, entry = self._convert(models[planned.source], data, planned, conversion)
+            self.entries.append(replace(entry, final=planned.final))
+        return BuiltRun(tuple(self.entries), data.describe(), time.perf_counter() - t0)
+
+    def bench(self, built: BuiltRun, targets: Sequence[str] | None = None
+              ) -> dict[str, dict[str, BenchResult]]:
+        """Benchmarks every ``.tflite`` of a built run (results written to ``bench/``).
+
+        Args:
+            built: What :meth:`build` returned.
+            targets: Target specs (default: the recipe's).
+
+        Returns:
+            Target spec -> ``.tflite`` entry name -> result.
+        """
+        targets = list(self.recipe.bench.targets if targets is None else targets)
+        results: dict[str, dict[str, BenchResult]] = {t: {} for t in targets}
+        for entry in built.tflite:
+            for target_spec, result in self._bench(self.out / entry.artefact, targets).items():
+                results[target_spec][entry.name] = result
+        return results
+
+    def finish(self, built: BuiltRun, bench: Mapping[str, Mapping[str, BenchResult]],
+               seconds: float) -> Report:
+        """Writes report.json, report.md and report.html of a built and benchmarked run.
+
+        Args:
+            built: What :meth:`build` returned.
+            bench: What :meth:`bench` returned (for every recipe target).
+            seconds: The run's wall time.
+
+        Returns:
+            The report.
+        """
+        entries = [replace(e, bench={t: bench[t][e.name] for t in self.recipe.bench.targets
+                                     if e.name in bench.get(t, {})})
+                   if isinstance(e, TfliteEntry) else e for e in built.entries]
+        report = build_report(self.recipe, _Described(built.data), entries, seconds=seconds)
         write_json(self.out / "report.json", report.to_dict())
         write_text(self.out / "report.md", render_markdown(report))
         write_html(self.out / "report.html", report)
         self.log(f"report: {self.out / 'report.md'}")
         return report
+
+    def run(self) -> Report:
+        """Runs every stage and writes report.json, report.md and report.html.
+
+        Returns:
+            The report (``edgekit.report/1``; ``to_dict()`` is report.json).
+
+        Raises:
+            InputError: Bad model, data or recipe values.
+        """
+        t0 = time.perf_counter()
+        built = self.build()
+        return self.finish(built, self.bench(built), time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """A run built up to its benchmarks (what :meth:`Pipeline.build` hands on).
+
+    Attributes:
+        entries: The stage entries, then the ``.tflite`` entries (no bench results yet; the
+            deliverable flagged ``final``).
+        data: The data set's description (``Dataset.describe()``), as the report holds it.
+        seconds: Wall time of the build.
+    """
+
+    entries: tuple[Entry, ...]
+    data: dict[str, Any]
+    seconds: float
+
+    @property
+    def tflite(self) -> tuple[TfliteEntry, ...]:
+        """The ``.tflite`` entries, in order."""
+        return tuple(e for e in self.entries if isinstance(e, TfliteEntry))
+
+
+@dataclass(frozen=True)
+class _Described:
+    """A data set's saved description where the report asks a data set for it."""
+
+    info: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.info)
 
 
 def run_pipeline(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None,

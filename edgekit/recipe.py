@@ -38,6 +38,7 @@ from edgekit.compress.training import TrainConfig
 from edgekit.converters import CalibrationSpec, ConversionConfig, IOType, Mode, require_int8
 from edgekit.core.checks import checked_kwargs
 from edgekit.core.errors import INPUT_ERRORS, InputError
+from edgekit.executor_spec import ExecutorSpec
 
 # The bench defaults have one source: device_bench's BenchOptions (the CLI reads them too).
 _BENCH = BenchOptions()
@@ -85,8 +86,10 @@ def _build(what: str, make: Callable[[], _T]) -> _T:
     """
     try:
         return make()
-    except INPUT_ERRORS:
-        raise
+    except INPUT_ERRORS as e:
+        if str(e).startswith(what):
+            raise
+        raise InputError(f"{what}: {e}") from e  # where in which file the bad value is
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise InputError(f"{what}: a value has the wrong type or is out of range ({first})") \
@@ -329,6 +332,8 @@ class Recipe:
         unsafe_load: Trust the Python code of the recipe's model files (Lambda layers), which
             loading runs; without it such a model is refused (``edgekit.core.model_io``). Saved
             in the resolved recipe only when true.
+        executor: Where a sweep's candidates run: ``local`` (default) or a Ray cluster
+            (``edgekit.executor_spec``). Saved in the resolved recipe only when not local.
     """
 
     model: str = "demo_cnn"
@@ -341,6 +346,7 @@ class Recipe:
     seed: int = 0
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     unsafe_load: bool = False
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
     def __post_init__(self) -> None:
         if not isinstance(self.unsafe_load, bool):
@@ -397,6 +403,8 @@ class Recipe:
             cfg["budgets"] = _build(f"{source}: budgets", lambda: Budgets(**b))
         if "sweep" in cfg:
             cfg["sweep"] = _check_sweep(cfg["sweep"], source)
+        if "executor" in cfg:
+            cfg["executor"] = ExecutorSpec.from_value(cfg["executor"], f"{source}: executor")
         recipe = _build(source, lambda: cls(**cfg))
         if recipe.sweep:
             count = math.prod(len(v) for v in recipe.sweep.values())
@@ -486,6 +494,7 @@ class Recipe:
             "seed": self.seed,
             "sweep": {k: list(v) for k, v in self.sweep.items()},
             **({"unsafe_load": True} if self.unsafe_load else {}),
+            **({"executor": self.executor.to_value()} if self.executor.kind != "local" else {}),
         }
 
     def to_yaml(self) -> str:

@@ -6,9 +6,14 @@
     OUT/report.md, OUT/report.html the comparison (the HTML has the Pareto plot)
     OUT/candidates/<name>/         one full run folder per candidate
     OUT/stages/<fingerprint>.json  finished stages shared by the candidates (one record each)
+    OUT/tasks/<candidate>.<phase>.json  where and when each phase ran (edgekit.executor)
 
-Candidates share finished stages through one :class:`~edgekit.stage_cache.StageCache`: the float
-model is trained once, and candidates that differ only in conversion reuse the compression.
+Candidates share finished stages through the stage cache: the float model is trained once, and
+candidates that differ only in conversion reuse the compression. Where they run is the recipe's
+``executor`` (:mod:`edgekit.executor`: this process, the default; :mod:`edgekit.executor_ray`:
+a Ray cluster); either way this module assembles the result. A candidate that fails for its own
+reasons is marked ``failed`` (with the phase and one line of why) and the others finish; the
+Pareto front is over the finished ones.
 A candidate is on the Pareto front when no other candidate is at least as accurate, as fast (p50
 on the first bench target, within 3 %), as small raw and as small gzipped, and strictly better
 in one of them.
@@ -17,15 +22,19 @@ in one of them.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from device_bench.atomicio import write_json, write_text
-from edgekit.core.errors import InputError
+from edgekit.core.errors import CheckFailed, InputError
+from edgekit.executor import CandidateOutcome, LocalExecutor, new_run_id, phases_of, schedule
+from edgekit.executor import timeline as phase_timeline
+from edgekit.executor_ray import RayExecutor
 from edgekit.pipeline import Log, Pipeline, _stderr_log, check_out_dir, prepare_out_dir
 from edgekit.recipe import Recipe
 from edgekit.report_types import Report, as_report
-from edgekit.stage_cache import StageCache
+from edgekit.sweep_progress import SweepProgress
 
 SCHEMA = "edgekit.sweep/1"
 
@@ -69,7 +78,29 @@ def candidate_summary(name: str, params: dict[str, Any], run: str,
         "full_integer": final.full_integer,
         "passed": report.passed,
         "failed_budgets": list(report.failed_budgets),
+        "status": "done",
     }
+
+
+def failed_summary(name: str, params: dict[str, Any], run: str, outcome: CandidateOutcome,
+                   targets: tuple[str, ...]) -> dict[str, Any]:
+    """The row of a candidate that failed: no figures, the phase and why.
+
+    Args:
+        name: Candidate name.
+        params: The swept values.
+        run: Its run folder, relative to the sweep folder.
+        outcome: How it ended.
+        targets: Bench targets.
+
+    Returns:
+        A JSON-ready dict with the keys of :func:`candidate_summary` (figures None).
+    """
+    return {"name": name, "params": params, "run": run, "accuracy": None,
+            "float_accuracy": None, "accuracy_drop_points": None, "bytes": None,
+            "gzip_bytes": None, "latency_ms": dict.fromkeys(targets), "full_integer": None,
+            "passed": False, "failed_budgets": [], "status": "failed",
+            "failed_phase": outcome.phase, "error": outcome.error}
 
 
 LATENCY_TOLERANCE = 0.03  # latencies within 3 % are the same figure (run-to-run noise)
@@ -130,6 +161,13 @@ def render_sweep_markdown(sweep: dict[str, Any]) -> str:
              "Each candidate's full report is in its run folder.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in sweep["candidates"]:
+        if c.get("status") == "failed":
+            cells = [f"[{c['name']}]({c['run']}/)", *(str(c["params"].get(a)) for a in
+                                                      sweep["axes"]),
+                     *["—"] * (4 + len(targets) + 1),
+                     f"FAILED ({c['failed_phase']}): {c['error']}", ""]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+            continue
         lat = [("—" if c["latency_ms"].get(t) is None else f"{c['latency_ms'][t]:.4f}")
                for t in targets]
         cells = [f"[{c['name']}]({c['run']}/report.md)",
@@ -141,60 +179,101 @@ def render_sweep_markdown(sweep: dict[str, Any]) -> str:
                  "**yes**" if c["pareto"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Overall: **{'PASS' if sweep['passed'] else 'FAIL'}** (every candidate must "
-              "meet every budget).", ""]
+              "finish and meet every budget).", ""]
     return "\n".join(lines)
 
 
+def open_executor(recipe: Recipe) -> LocalExecutor | RayExecutor:
+    """The executor the recipe names (not yet connected).
+
+    Args:
+        recipe: The recipe.
+
+    Returns:
+        :class:`~edgekit.executor.LocalExecutor` or :class:`~edgekit.executor_ray.RayExecutor`.
+    """
+    return LocalExecutor() if recipe.executor.kind == "local" else RayExecutor(recipe.executor)
+
+
 def run_sweep(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None,
-              resume: bool = False) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Runs every candidate of ``recipe.sweep`` and writes the comparison.
+              resume: bool = False, progress: SweepProgress | None = None,
+              ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Runs every candidate of ``recipe.sweep`` on the recipe's executor and writes the comparison.
 
     Args:
         recipe: A recipe (with or without a sweep; without, there is one candidate).
         out: The sweep folder.
         log: Progress sink.
         resume: Reuse stages finished by an earlier invocation in ``out``.
+        progress: The candidates' table (default: live on a terminal for a cluster executor,
+            else plain lines through ``log``'s stream).
 
     Returns:
-        (the ``edgekit.sweep/1`` dict, the candidates' reports by name).
+        (the ``edgekit.sweep/1`` dict, the finished candidates' reports by name).
 
     Raises:
-        InputError: Bad recipe values, model or data (before anything is written).
+        InputError: Bad recipe values, model or data, Ray missing, a cluster that does not
+            answer, or a sweep folder some node cannot see (before any candidate runs).
+        CheckFailed: Every candidate failed (sweep.json and report.md say why).
     """
     log = log or _stderr_log
     root = check_out_dir(out)
     candidates = recipe.candidates()
-    # Resolve inputs of the first candidate before writing anything (bad input fails here).
-    Pipeline(candidates[0][2], root / "candidates" / candidates[0][0], log=log).resolve_inputs()
-    prepare_out_dir(root)
-    write_text(root / "recipe.yaml", recipe.to_yaml())
-    # One cache for all candidates: what one candidate finished, the next reuses.
-    cache = StageCache(root, resume=resume)
+    jobs = schedule(candidates)
+    executor = open_executor(recipe)
+    executor.open(log)
+    try:
+        prepare_out_dir(root)
+        executor.check(root, jobs)  # every node sees the folder (it stays empty until here)
+        # Resolve inputs of the first candidate before writing anything (bad input fails here).
+        Pipeline(candidates[0][2], root / "candidates" / candidates[0][0],
+                 log=log).resolve_inputs()
+        write_text(root / "recipe.yaml", recipe.to_yaml())
+        targets = list(recipe.bench.targets)
+        if progress is None:  # live on a terminal for a cluster (the local run logs its work)
+            live = executor.kind != "local" and sys.stderr.isatty()
+            progress = SweepProgress([j.name for j in jobs], targets[0] if targets else None,
+                                     live=live, sink=None if live else log)
+        run_id = new_run_id()
+        outcomes = executor.run(jobs, root, run_id, resume, progress, log)
+        progress.close()
+    finally:
+        executor.close()
     typed: dict[str, Report] = {}
     summaries = []
-    for i, (name, params, cand) in enumerate(candidates):
-        log(f"candidate {i + 1}/{len(candidates)}: {name}")
-        run_dir = root / "candidates" / name
-        report = Pipeline(cand, run_dir, log=log, cache=cache).run()
-        typed[name] = report
-        summaries.append(candidate_summary(name, params, os.path.relpath(run_dir, root), report,
-                                           cand.bench.targets))
-    targets = list(recipe.bench.targets)
-    front = pareto_front(summaries, targets[0] if targets else None)
+    for job in jobs:
+        outcome = outcomes[job.name]
+        cand_targets = job.recipe.bench.targets
+        if outcome.ok:
+            report = typed[job.name] = as_report(outcome.report, f"report of {job.name!r}")
+            summary = candidate_summary(job.name, job.params, job.run, report, cand_targets)
+        else:
+            summary = failed_summary(job.name, job.params, job.run, outcome, cand_targets)
+        summary["timeline"] = phase_timeline(root, run_id, job.name, phases_of(job))
+        summaries.append(summary)
+    done = [c for c in summaries if c["status"] == "done"]
+    front = pareto_front(done, targets[0] if targets else None) if done else []
     for c in summaries:
         c["pareto"] = c["name"] in front
     sweep = {
         "schema": SCHEMA,
         "axes": {k: list(v) for k, v in recipe.sweep.items()},
         "targets": targets,
+        "executor": executor.kind,
         "candidates": summaries,
         "pareto_front": front,
+        "failed": [c["name"] for c in summaries if c["status"] == "failed"],
         "passed": all(c["passed"] for c in summaries),
     }
     write_json(root / "sweep.json", sweep)
     write_text(root / "report.md", render_sweep_markdown(sweep))
-    _write_html(root, sweep, typed)
-    log(f"sweep: {len(summaries)} candidates, Pareto front {front}; {root / 'report.md'}")
+    if not done:
+        first = summaries[0]
+        raise CheckFailed(f"every candidate of the sweep failed (first: {first['name']}, "
+                          f"{first['failed_phase']}: {first['error']}); see {root / 'report.md'}")
+    _write_html(root, {**sweep, "candidates": done}, typed)
+    failed = f", {len(sweep['failed'])} failed" if sweep["failed"] else ""
+    log(f"sweep: {len(summaries)} candidates{failed}, Pareto front {front}; {root / 'report.md'}")
     return sweep, {name: report.to_dict() for name, report in typed.items()}
 
 
@@ -214,5 +293,6 @@ def best_candidate(sweep: dict[str, Any]) -> dict[str, Any]:
     Returns:
         That candidate's summary.
     """
-    front = [c for c in sweep["candidates"] if c["pareto"]] or sweep["candidates"]
+    done = [c for c in sweep["candidates"] if c.get("status", "done") == "done"]
+    front = [c for c in done if c["pareto"]] or done
     return max(front, key=lambda c: c["accuracy"])
