@@ -150,12 +150,18 @@ def load_array_file(path: str | os.PathLike[str]) -> np.ndarray | dict[str, np.n
     if not p.is_file():
         raise InputError(f"calibration file {str(p)!r} does not exist")
     try:
+        with open(p, "rb") as f:  # numpy would call any other file a pickle (and suggest it)
+            if not f.read(6).startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+                raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: "
+                                 "expected a NumPy .npy file or a zip of them (.npz)")
         # allow_pickle=False: an object array (a pickle) is refused, never unpickled.
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return loaded
         with loaded as npz:
             return {k: npz[k] for k in npz.files}
+    except InputError:
+        raise
     except Exception as e:  # a damaged file raises many types: BadZipFile, EOFError, SyntaxError
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: "

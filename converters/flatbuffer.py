@@ -70,12 +70,16 @@ def _load(model: str | os.PathLike[str] | bytes) -> _Parsed:
     else:
         p = Path(model)
         name = str(p)
-        if not p.is_file():
+        if not p.exists():
             raise InputError(f"model {name!r} does not exist; expected a .tflite file")
+        if not p.is_file():
+            raise InputError(f"model {name!r} is not a file; expected a .tflite file")
         try:
             data = p.read_bytes()
         except OSError as e:
             raise InputError(f"model {name!r} cannot be read: {e.strerror or e}") from e
+        if not data:
+            raise InputError(f"model {name!r} is empty; expected a .tflite file")
     if len(data) < 8 or data[4:8] != _TFLITE_IDENTIFIER:
         raise InputError(
             f"model {name!r} is not a TFLite flatbuffer (expected file identifier TFL3)"

@@ -11,6 +11,7 @@ Kept dependency-free so the device-side runner can use it too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -76,10 +77,17 @@ def check_parent(dest: str | os.PathLike[str]) -> None:
         dest: The file that will be written.
 
     Raises:
-        BenchInputError: The folder cannot be created or is not writable.
+        BenchInputError: The folder cannot be created or is not writable, or ``dest`` is a
+            folder.
     """
     dest = Path(dest)
+    if dest.is_dir():
+        raise BenchInputError(f"output {str(dest)!r} is a folder; expected a file path")
     parent = dest.parent if str(dest.parent) else Path(".")
+    blocker = next((q for q in (parent, *parent.parents) if q.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "" if blocker == parent else f" cannot be created: {str(blocker)!r}"
+        raise BenchInputError(f"output folder {str(parent)!r}{where} is a file; expected a folder")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -106,7 +114,9 @@ def atomic_target(dest: str | os.PathLike[str]) -> Iterator[str]:
         The temporary path to write to.
 
     Raises:
-        BenchInputError: The destination folder is missing and cannot be made, or is unwritable.
+        BenchInputError: The destination folder is missing and cannot be made, or is unwritable;
+            or the disk is full (ENOSPC / EDQUOT, from whatever wrote the temp file): the old
+            file, if any, is left as it was.
     """
     dest = Path(dest)
     check_parent(dest)
@@ -119,10 +129,20 @@ def atomic_target(dest: str | os.PathLike[str]) -> Iterator[str]:
         raise_if_interrupted()  # a signal whose exception a C extension swallowed: no commit
         os.chmod(tmp, default_file_mode(directory=os.path.isdir(tmp)))
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         if tmp:
             _remove(tmp)
+        if _disk_full(e):
+            raise BenchInputError(f"cannot write {str(dest)!r}: no space left on device "
+                                  "(ENOSPC); nothing was changed") from e
         raise
+
+
+def _disk_full(error: BaseException) -> bool:
+    """True for a full disk or quota: an OSError's errno, or a library's wrapped message."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, Exception) and "No space left on device" in str(error)
 
 
 def _remove(path: str) -> None:

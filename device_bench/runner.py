@@ -236,6 +236,8 @@ def _fit_input(array: np.ndarray, detail: dict[str, Any], source: str) -> np.nda
             f"input {source} has shape {list(arr.shape)}; the model input "
             f"{detail.get('name')!r} needs {list(shape)} (or a batch of (N, *{list(shape[1:])}))"
         )
+    if sample.dtype.kind == "f" and not np.isfinite(sample).all():
+        raise BenchInputError(f"input {source} holds NaN or Inf values; expected finite numbers")
     dtype = np.dtype(detail["dtype"])
     if sample.dtype == dtype:
         return np.ascontiguousarray(sample)
@@ -249,12 +251,18 @@ def _load_input_file(path: str) -> dict[str, np.ndarray] | np.ndarray:
     if not p.is_file():
         raise BenchInputError(f"input file {path!r} does not exist; expected an .npy or .npz file")
     try:
+        with open(p, "rb") as f:  # numpy would call any other file a pickle (and suggest it)
+            if not f.read(6).startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+                raise BenchInputError(f"input file {path!r} is not a readable .npy/.npz file: "
+                                      "expected a NumPy .npy file or a zip of them (.npz)")
         # allow_pickle=False: an object array (a pickle) is refused, never unpickled.
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return loaded
         with loaded:  # members are read here: a damaged one fails here too
             return {key: loaded[key] for key in loaded.files}
+    except BenchInputError:
+        raise
     except Exception as e:  # OSError, ValueError, EOFError, BadZipFile, SyntaxError ...
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise BenchInputError(f"input file {path!r} is not a readable .npy/.npz file: "

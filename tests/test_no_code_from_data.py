@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.reliability("no-code")  # counted in RELIABILITY.md
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("edgekit", "converters", "device_bench", "models", "bench")
 # Calls that hand a string to a shell, or turn data into code.

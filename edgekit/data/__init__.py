@@ -104,7 +104,7 @@ def split(
         The :class:`Dataset`.
 
     Raises:
-        InputError: Too few samples per class to stratify, or a bad fraction.
+        InputError: Too few samples per class to stratify, one class only, or a bad fraction.
     """
     from sklearn.model_selection import train_test_split
 
@@ -117,6 +117,9 @@ def split(
             f"data {name!r} needs at least 2 samples of every class to hold some out; "
             f"got class counts {counts.tolist()}"
         )
+    if np.count_nonzero(counts) < 2:
+        raise InputError(f"data {name!r} holds one class only (label {int(labels[0])}); "
+                         "expected samples of at least 2 classes")
     idx = np.arange(len(labels))
     try:
         tr, te = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
@@ -195,13 +198,17 @@ def load_npz(
         The :class:`Dataset`.
 
     Raises:
-        InputError: Missing file, not an npz, missing ``x``/``y``, mismatched lengths, or
-            non-integer labels.
+        InputError: Missing file, not an npz, missing ``x``/``y``, mismatched lengths,
+            non-integer labels, or NaN / Inf samples.
     """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"data {str(p)!r} does not exist; expected an .npz with arrays x and y")
     try:
+        with open(p, "rb") as f:  # numpy would call any other file a pickle (and suggest it)
+            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+                raise InputError(f"data {str(p)!r} is not a readable .npz file: expected a zip "
+                                 "of NumPy arrays x and y")
         with np.load(p, allow_pickle=False) as npz:
             keys = set(npz.files)
             if not {"x", "y"} <= keys:
@@ -223,6 +230,10 @@ def load_npz(
         )
     if len(x) != len(y):
         raise InputError(f"data {str(p)!r}: x has {len(x)} samples but y has {len(y)} labels")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise InputError(f"data {str(p)!r}: x holds {bad:,} NaN or Inf values; expected "
+                         "finite numbers")
     if y.size and int(y.max()) >= MAX_CLASSES:
         raise InputError(f"data {str(p)!r}: y holds label {int(y.max())}; expected class "
                          f"indices below {MAX_CLASSES:,}")

@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from device_bench import atomicio, interrupts
+from device_bench.errors import BenchInputError
 from device_bench.interrupts import Interrupted, exit_code_of, interrupts_as_exceptions
 
+pytestmark = pytest.mark.reliability("interrupts")  # counted in RELIABILITY.md
 REPO = Path(__file__).resolve().parents[2]
 # What the interpreter prints once the model is loaded and the timing is about to start.
 _LOADED = "XNNPACK delegate"
@@ -110,13 +112,15 @@ def test_default_file_mode_follows_the_umask_of_a_fresh_process(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    "error", [KeyboardInterrupt(), Interrupted(signal.SIGTERM), OSError(28, "No space left")],
+    ("error", "raised"), [(KeyboardInterrupt(), KeyboardInterrupt),
+                          (Interrupted(signal.SIGTERM), Interrupted),
+                          (OSError(28, "No space left"), BenchInputError)],  # ENOSPC: one line
     ids=["KeyboardInterrupt", "Interrupted", "OSError"])
 def test_an_interrupted_writer_leaves_the_old_file_and_no_temp_file(
-        tmp_path: Path, error: BaseException) -> None:
+        tmp_path: Path, error: BaseException, raised: type[BaseException]) -> None:
     dest = tmp_path / "model.tflite"
     atomicio.write_bytes(dest, b"old")
-    with pytest.raises(type(error)), atomicio.atomic_target(dest) as tmp:
+    with pytest.raises(raised), atomicio.atomic_target(dest) as tmp:
         Path(tmp).write_bytes(b"half")
         raise error
     assert dest.read_bytes() == b"old"

@@ -161,11 +161,11 @@ def test_unwritable_output_folder_exits_2_before_any_work(
     assert (
         cli(["convert", str(out / "float.keras"), "--out", str(blocker / "sub" / "m.tflite")]) == 2
     )
-    assert "not writable" in _one_line_error(capsys)
+    assert f"{str(blocker)!r} is a file; expected a folder" in _one_line_error(capsys)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(fast_recipe))
     assert cli(["run", str(recipe), "--out", str(blocker / "run")]) == 2
-    assert "not writable" in _one_line_error(capsys)
+    assert f"{str(blocker)!r} is a file; expected a folder" in _one_line_error(capsys)
 
 
 def test_run_with_a_bad_model_path_writes_nothing(tmp_path, capsys, cli, fast_recipe):

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.reliability("interrupts")  # counted in RELIABILITY.md
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = {
     "model": "demo_cnn",
