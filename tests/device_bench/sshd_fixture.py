@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +158,26 @@ def start_sshd(workdir: Path, *, prefix: Sequence[str] = ()) -> Iterator[SSHServ
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def write_ssh_shim(server: SSHServer, folder: Path) -> tuple[Path, str]:
+    """An ``ssh`` that adds the server's client config, for specs used as a user would write them.
+
+    A ``ssh://user@127.0.0.1:PORT`` spec reaches the test server only with its client config
+    (key, known_hosts); with ``folder`` first on ``PATH`` (this process's, or a Ray worker's),
+    every ``ssh`` the targets run is the system client with ``-F CONFIG``.
+
+    Args:
+        server: The running test sshd.
+        folder: A new folder for the shim.
+
+    Returns:
+        ``(folder, spec)``: the folder to put first on PATH, and the board's ``ssh://`` spec
+        (with this Python as the board's interpreter).
+    """
+    folder.mkdir(parents=True)
+    ssh = folder / "ssh"
+    ssh.write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F '{server.ssh_config}' \"$@\"\n")
+    ssh.chmod(0o755)
+    python = urllib.parse.quote(sys.executable)
+    return folder, f"ssh://{server.user}@127.0.0.1:{server.port}?python={python}"

@@ -52,3 +52,13 @@ def fast_run(tmp_path_factory) -> tuple[Path, dict]:
     code = run_cli(["run", str(recipe), "--out", str(out)])
     assert code == 0
     return out, json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def wide_stack(digits8):
+    """Two 3x3 conv blocks of 128 channels on 8x8 digits, 1 epoch: about 10 M MACs, so compute,
+    not the per-call cost of an invoke (several microseconds on a loaded machine), dominates its
+    int8 latency and a cut measures as faster however busy the machine is."""
+    from conv_stacks import trained_conv_stack
+
+    return trained_conv_stack(digits8, (128, 128), 1, "wide stack")

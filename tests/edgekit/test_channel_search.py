@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conv_stacks import trained_conv_stack
 
 from edgekit.compress import ChannelPrune
 from edgekit.compress.channel_search import candidate_counts, split_validation
@@ -23,41 +24,7 @@ L = keras.layers
 @pytest.fixture(scope="module")
 def conv_stack(digits8):
     """Three 3x3 conv + BN + ReLU blocks (48, 64, 64 channels) on 8x8 digits, 2 epochs."""
-    from edgekit.compress.training import fit
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 1))
-    x = inp
-    for name, filters in (("c1", 48), ("c2", 64), ("c3", 64)):
-        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
-        x = L.BatchNormalization(name=f"{name}_bn")(x)
-        x = L.ReLU(name=f"{name}_relu")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inp, L.Dense(10, name="logits")(x))
-    fit(model, digits8.x_train, digits8.y_train, epochs=2, learning_rate=2e-3, augment_shift=0,
-        seed=0, desc="conv stack")
-    return model
-
-
-@pytest.fixture(scope="module")
-def wide_stack(digits8):
-    """Two 3x3 conv blocks of 128 channels on 8x8 digits, 1 epoch: about 10 M MACs, so compute,
-    not the per-call cost of an invoke (several microseconds on a loaded machine), dominates its
-    int8 latency and a cut measures as faster however busy the machine is."""
-    from edgekit.compress.training import fit
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 1))
-    x = inp
-    for name in ("c1", "c2"):
-        x = L.Conv2D(128, 3, padding="same", use_bias=False, name=name)(x)
-        x = L.BatchNormalization(name=f"{name}_bn")(x)
-        x = L.ReLU(name=f"{name}_relu")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inp, L.Dense(10, name="logits")(x))
-    fit(model, digits8.x_train, digits8.y_train, epochs=1, learning_rate=2e-3, augment_shift=0,
-        seed=0, desc="wide stack")
-    return model
+    return trained_conv_stack(digits8, (48, 64, 64), 2, "conv stack")
 
 
 FAST = {"epochs": 0, "proposal_batches": 5, "search_steps": 3, "augment_shift": 0}

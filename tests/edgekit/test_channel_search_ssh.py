@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "device_bench"))
-from sshd_fixture import start_sshd
+from sshd_fixture import start_sshd, write_ssh_shim
 
 from edgekit.compress import ChannelPrune
 from edgekit.converters.work import keras_work
-from edgekit.core._keras import keras
 
-L = keras.layers
 pytestmark = pytest.mark.slow
 
 
@@ -34,38 +30,13 @@ def board_spec(tmp_path_factory):
     """The ``ssh://`` spec of the real sshd board, with an ``ssh`` shim first on PATH."""
     work = tmp_path_factory.mktemp("sshd")
     with start_sshd(work) as server:
-        shim = work / "bin"
-        shim.mkdir()
-        (shim / "ssh").write_text(
-            f"#!/bin/sh\nexec {shutil.which('ssh')} -F '{server.ssh_config}' \"$@\"\n")
-        (shim / "ssh").chmod(0o755)
+        shim, spec = write_ssh_shim(server, work / "bin")
         before = os.environ["PATH"]
         os.environ["PATH"] = f"{shim}{os.pathsep}{before}"
         try:
-            python = urllib.parse.quote(sys.executable)
-            yield f"ssh://{server.user}@127.0.0.1:{server.port}?python={python}"
+            yield spec
         finally:
             os.environ["PATH"] = before
-
-
-@pytest.fixture(scope="module")
-def wide_stack(digits8):
-    """Two 3x3 conv blocks of 96 channels on 8x8 digits: compute, not the call, dominates the
-    int8 latency, so a cut measures as faster on a loaded machine too."""
-    from edgekit.compress.training import fit
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 1))
-    x = inp
-    for name in ("c1", "c2"):
-        x = L.Conv2D(96, 3, padding="same", use_bias=False, name=name)(x)
-        x = L.BatchNormalization(name=f"{name}_bn")(x)
-        x = L.ReLU(name=f"{name}_relu")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    model = keras.Model(inp, L.Dense(10, name="logits")(x))
-    fit(model, digits8.x_train, digits8.y_train, epochs=1, learning_rate=2e-3, augment_shift=0,
-        seed=0, desc="wide stack")
-    return model
 
 
 def test_a_latency_budget_is_met_on_a_board_over_ssh(board_spec: str, wide_stack, digits8,

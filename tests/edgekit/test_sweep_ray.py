@@ -14,14 +14,12 @@ import io
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from ray_cluster import RayCluster, free_port, on_ci, start_cluster
 
 # The real sshd helper lives beside the device_bench tests (on sys.path there, not here).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "device_bench"))
-from sshd_fixture import start_sshd
+from sshd_fixture import start_sshd, write_ssh_shim
 
 from edgekit.executor import board_resource, phase_file, read_record, schedule
 from edgekit.executor_spec import ExecutorSpec
@@ -58,13 +56,8 @@ def board(tmp_path_factory):
     """(target spec, ssh shim folder) of the real sshd board."""
     work = tmp_path_factory.mktemp("sshd")
     with start_sshd(work) as server:
-        shim = work / "bin"
-        shim.mkdir()
-        ssh = shim / "ssh"
-        ssh.write_text(f"#!/bin/sh\nexec {shutil.which('ssh')} -F '{server.ssh_config}' \"$@\"\n")
-        ssh.chmod(0o755)
-        python = urllib.parse.quote(sys.executable)
-        yield f"ssh://{server.user}@127.0.0.1:{server.port}?python={python}", shim
+        shim, spec = write_ssh_shim(server, work / "bin")
+        yield spec, shim
 
 
 @pytest.fixture(scope="module")
