@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from device_bench.array_limits import check_array_sizes
 from edgekit.core._keras import tf
 from edgekit.core.checks import check_keys
 from edgekit.core.errors import InputError
@@ -154,6 +155,9 @@ def load_array_file(path: str | os.PathLike[str]) -> np.ndarray | dict[str, np.n
             if not f.read(6).startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
                 raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: "
                                  "expected a NumPy .npy file or a zip of them (.npz)")
+        too_big = check_array_sizes(p)
+        if too_big:
+            raise InputError(f"calibration file {str(p)!r} is refused: {too_big}")
         # allow_pickle=False: an object array (a pickle) is refused, never unpickled.
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from device_bench.array_limits import check_array_sizes
 from edgekit.core.checks import check_labels
 from edgekit.core.errors import InputError
 
@@ -209,6 +210,9 @@ def load_npz(
             if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
                 raise InputError(f"data {str(p)!r} is not a readable .npz file: expected a zip "
                                  "of NumPy arrays x and y")
+        too_big = check_array_sizes(p)
+        if too_big:
+            raise InputError(f"data {str(p)!r} is refused: {too_big}")
         with np.load(p, allow_pickle=False) as npz:
             keys = set(npz.files)
             if not {"x", "y"} <= keys:
