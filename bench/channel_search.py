@@ -174,9 +174,45 @@ def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: lis
         for name, row in rows.items():
             row["figure"] = figures.get(name)
             row["ratio"] = None if row["figure"] is None else row["figure"] / figures["dense"]
+        # issue 11's two speed figures for the same files, whichever the search used: host p50
+        # (local, round-robin) and guest instructions on an emulated Cortex-A72 (deterministic)
+        paths = {"dense": dense_row["path"], **{k: v["path"] for k, v in rows.items()}}
+        other = measure("qemu-aarch64:cortex-a72" if on == "local" else "local", paths)
+        for name, row in rows.items():
+            mine = row["ratio"]
+            theirs = None if not other.get(name) or not other.get("dense") \
+                else other[name] / other["dense"]
+            row["p50_ratio"], row["a72_ratio"] = (mine, theirs) if on == "local" \
+                else (theirs, mine)
         out["targets"][on] = {"dense_figure": figures["dense"], "uniform_cut_ratios": ratios,
                               "rows": rows}
     return out
+
+
+# Issue 11's goal for a channel-pruned DS-CNN: drop <= 1.0 point (int8 vs dense float) with
+# >= 2.0x fewer MACs, >= 1.8x host p50 and >= 1.8x A72 instructions.
+SPEED_GOAL = {"drop": 1.0, "macs": 2.0, "p50": 1.8, "a72": 1.8}
+
+
+def speed_rows(res: dict[str, Any], on: str) -> list[str]:
+    """The models searched on ``on`` against issue 11's four figures (empty without them)."""
+    if on not in res["targets"]:
+        return []
+    t = res["targets"][on]
+    dense = res["dense"]
+    lines = ["| model | int8 | drop vs dense float | MACs | host p50 | A72 instr. | all four |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in t["rows"].items():
+        drop = 100 * (dense["float_accuracy"] - r["int8_accuracy"])
+        macs = dense["macs"] / r["macs"]
+        p50 = None if not r.get("p50_ratio") else 1 / r["p50_ratio"]
+        a72 = None if not r.get("a72_ratio") else 1 / r["a72_ratio"]
+        met = (drop <= SPEED_GOAL["drop"] and macs >= SPEED_GOAL["macs"] and p50 is not None
+               and p50 >= SPEED_GOAL["p50"] and a72 is not None and a72 >= SPEED_GOAL["a72"])
+        shown = ["—" if v is None else f"{v:.2f}x" for v in (p50, a72)]
+        lines.append(f"| {name} | {cp._pct(r['int8_accuracy'])} | {drop:.2f} | {macs:.2f}x | "
+                     f"{shown[0]} | {shown[1]} | {'**yes**' if met else 'no'} |")
+    return lines
 
 
 def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
@@ -234,7 +270,23 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
                     f" vs uniform {cp._pct(u and u['int8_accuracy'])} and width "
                     f"{cp._pct(w and w['int8_accuracy'])}: **{'met' if beats else 'missed'}**")
     lines += ["Against the issue's goals (computed from the tables):", "", *goals]
+    for seed, res in results.items():
+        for on in res["targets"]:
+            rows = speed_rows(res, on)
+            lines += ["", f"Seed {seed}, the models of target `{on}` against issue 11's speed "
+                      f"goal (drop <= {SPEED_GOAL['drop']:g} point vs the dense float "
+                      f"{cp._pct(res['dense']['float_accuracy'])}, MACs >= "
+                      f"{SPEED_GOAL['macs']:g}x, host p50 >= {SPEED_GOAL['p50']:g}x and A72 "
+                      f"instructions >= {SPEED_GOAL['a72']:g}x fewer than dense; host p50 "
+                      "round-robin on `local`, 1 thread, and instructions counted on "
+                      "`qemu-aarch64:cortex-a72`, for the same files):", "", *rows]
     return "\n".join(lines)
+
+
+def section_name(targets: list[str]) -> str:
+    """One BENCHMARKS.md section per target set: ``channel-search-local``,
+    ``channel-search-qemu-aarch64-cortex-a72``, ``channel-search-local_qemu-aarch64-...``."""
+    return "channel-search-" + "_".join(t.replace(":", "-") for t in targets)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="channel-search-bench-") as tmp:
         work = Path(args.work or tmp)
-        if any(t.startswith("qemu-aarch64") for t in args.targets):
-            cp.prepare_qemu()  # before any training
+        if any(t.startswith("qemu-aarch64") or t == "local" for t in args.targets):
+            cp.prepare_qemu()  # before any training (local rows are counted on the A72 too)
         data = cp.load_task()
         results = {s: run_seed(data, s, args.epochs, args.targets, args.budgets, work)
                    for s in args.seeds}
@@ -270,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and not args.quick:
         from sections import write_section
 
-        write_section(args.out, "channel-search", md)
+        write_section(args.out, section_name(args.targets), md)
     return 0
 
 
