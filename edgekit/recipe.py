@@ -20,6 +20,7 @@ recipe (every default filled in), which the pipeline saves in the run folder.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import math
@@ -49,6 +50,8 @@ LATENCY_STATS = ("mean", "min", "p50", "p90", "p99", "max")
 MAX_RECIPE_VALUES = 100_000
 MAX_RECIPE_DEPTH = 64
 MAX_SWEEP_CANDIDATES = 1000
+# Characters of a sweep candidate's name (its run folder; task records add about 40 more).
+MAX_CANDIDATE_NAME = 80
 _T = TypeVar("_T")
 
 
@@ -438,6 +441,11 @@ class Recipe:
                 _set_path(raw, path, value)
             label = "-".join(f"{p.split('.')[-1]}={v}" for p, v in params.items())
             name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"c{i}-{label}")
+            if len(name) > MAX_CANDIDATE_NAME:
+                # a name is a folder and part of file names (255 bytes at most on Linux): a long
+                # label (a swept stage list) is cut and keeps a hash of the whole
+                digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+                name = f"{name[:MAX_CANDIDATE_NAME - 9]}-{digest}"
             out.append((name, params, Recipe.from_dict(raw, source=f"sweep candidate {name}")))
         return out
 

@@ -101,3 +101,23 @@ def test_a_bad_distill_mapping_fails_when_the_recipe_loads(stage):
            "stages": [{"class_name": stage, "config": {"distill": {"temprature": 4}}}]}
     with pytest.raises(InputError, match=rf"{stage} distill"):
         Recipe.from_dict(raw)
+
+
+def test_long_candidate_names_are_cut_with_a_hash_and_stay_unique() -> None:
+    """A swept stage list makes a label of hundreds of characters; the name is a folder and part
+    of file names (OUT/tasks/.<name>.<phase>.json.tmp), so it is cut to MAX_CANDIDATE_NAME."""
+    from edgekit.recipe import MAX_CANDIDATE_NAME
+
+    prune = {"class_name": "Prune", "config": {"final_sparsity": 0.8, "epochs": 15,
+                                                "distill": {"teacher": "float",
+                                                            "temperature": 4.0, "alpha": 0.5}}}
+    qat = {"class_name": "QAT", "config": {"epochs": 5, "distill": {"teacher": "float"}}}
+    recipe = Recipe.from_dict({"model": "demo_cnn", "sweep": {
+        "stages": [[], [prune, qat], [dict(prune, config={**prune["config"], "epochs": 16}), qat]],
+        "convert.mode": ["int8"]}})
+    names = [name for name, _, _ in recipe.candidates()]
+    assert names[0] == "c0-stages=_-mode=int8"  # short names are as before
+    assert all(len(n) <= MAX_CANDIDATE_NAME for n in names) and len(set(names)) == 3
+    assert names[1].startswith("c1-stages=_class_name_Prune_config_final_sparsity_0.8")
+    assert names[1][-9] == "-" and names[1][-8:] != names[2][-8:]  # hashes of the labels
+    assert [n for n, _, _ in recipe.candidates()] == names  # stable
