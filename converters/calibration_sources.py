@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from device_bench.array_limits import check_array_sizes
+from device_bench.array_limits import check_array_sizes, numpy_file_kind
 from edgekit.core._keras import tf
 from edgekit.core.checks import check_keys
 from edgekit.core.errors import InputError
@@ -151,10 +151,9 @@ def load_array_file(path: str | os.PathLike[str]) -> np.ndarray | dict[str, np.n
     if not p.is_file():
         raise InputError(f"calibration file {str(p)!r} does not exist")
     try:
-        with open(p, "rb") as f:  # numpy would call any other file a pickle (and suggest it)
-            if not f.read(6).startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-                raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: "
-                                 "expected a NumPy .npy file or a zip of them (.npz)")
+        if numpy_file_kind(p) is None:
+            raise InputError(f"calibration file {str(p)!r} is not a readable {p.suffix}: "
+                             "expected a NumPy .npy file or a zip of them (.npz)")
         too_big = check_array_sizes(p)
         if too_big:
             raise InputError(f"calibration file {str(p)!r} is refused: {too_big}")

@@ -6,7 +6,7 @@ could say no. :func:`check_array_sizes` reads only each member's ``.npy`` header
 dtype: a few hundred bytes, decompressed as a stream) and refuses the file when the arrays it
 declares add up to more than :data:`MAX_ARRAY_BYTES` (half of this machine's memory, at most
 16 GiB). Used by every loader of users' array files (``--data``, ``--calibration``,
-``python -m device_bench --input``) after its own magic-bytes check.
+``python -m device_bench --input``), with :func:`numpy_file_kind`, their magic-bytes check.
 
 Standard library and numpy only (layer 0): device_bench runs on boards.
 """
@@ -21,7 +21,7 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["MAX_ARRAY_BYTES", "check_array_sizes", "declared_arrays"]
+__all__ = ["MAX_ARRAY_BYTES", "check_array_sizes", "declared_arrays", "numpy_file_kind"]
 
 
 def _memory_bytes() -> int:
@@ -33,6 +33,20 @@ def _memory_bytes() -> int:
 
 # The most a file's arrays may declare in all, in bytes.
 MAX_ARRAY_BYTES = min(16 * 2**30, _memory_bytes() // 2)
+
+
+def numpy_file_kind(path: str | os.PathLike[str]) -> str | None:
+    """``"npy"`` or ``"npz"`` from a file's magic bytes, else None (read before ``np.load``, which
+    would call any other file a pickle and suggest ``allow_pickle``).
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head == b"\x93NUMPY":
+        return "npy"
+    return "npz" if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") else None
 
 
 def _header(stream: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
@@ -58,11 +72,10 @@ def declared_arrays(path: str | os.PathLike[str]) -> Iterator[tuple[str, tuple[i
         OSError, zipfile.BadZipFile: The file cannot be read.
     """
     p = Path(path)
-    with open(p, "rb") as f:
-        if f.read(6) == b"\x93NUMPY":
-            f.seek(0)
+    if numpy_file_kind(p) == "npy":
+        with open(p, "rb") as f:
             yield ("", *_header(f))
-            return
+        return
     with zipfile.ZipFile(p) as z:
         for info in z.infolist():
             if info.filename.endswith(".npy"):

@@ -30,7 +30,7 @@ import numpy as np
 
 from device_bench import energy as energy_mod
 from device_bench import sysinfo
-from device_bench.array_limits import check_array_sizes
+from device_bench.array_limits import check_array_sizes, numpy_file_kind
 from device_bench.errors import BenchInputError, TargetError
 from device_bench.interpreter import LoadedInterpreter, load_interpreter, quantize_input
 from device_bench.result import (
@@ -252,10 +252,9 @@ def _load_input_file(path: str) -> dict[str, np.ndarray] | np.ndarray:
     if not p.is_file():
         raise BenchInputError(f"input file {path!r} does not exist; expected an .npy or .npz file")
     try:
-        with open(p, "rb") as f:  # numpy would call any other file a pickle (and suggest it)
-            if not f.read(6).startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-                raise BenchInputError(f"input file {path!r} is not a readable .npy/.npz file: "
-                                      "expected a NumPy .npy file or a zip of them (.npz)")
+        if numpy_file_kind(p) is None:
+            raise BenchInputError(f"input file {path!r} is not a readable .npy/.npz file: "
+                                  "expected a NumPy .npy file or a zip of them (.npz)")
         too_big = check_array_sizes(p)
         if too_big:
             raise BenchInputError(f"input file {path!r} is refused: {too_big}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from device_bench.array_limits import check_array_sizes
+from device_bench.array_limits import check_array_sizes, numpy_file_kind
 from edgekit.core.checks import check_labels
 from edgekit.core.errors import InputError
 
@@ -206,10 +206,9 @@ def load_npz(
     if not p.is_file():
         raise InputError(f"data {str(p)!r} does not exist; expected an .npz with arrays x and y")
     try:
-        with open(p, "rb") as f:  # numpy would call any other file a pickle (and suggest it)
-            if f.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
-                raise InputError(f"data {str(p)!r} is not a readable .npz file: expected a zip "
-                                 "of NumPy arrays x and y")
+        if numpy_file_kind(p) != "npz":
+            raise InputError(f"data {str(p)!r} is not a readable .npz file: expected a zip "
+                             "of NumPy arrays x and y")
         too_big = check_array_sizes(p)
         if too_big:
             raise InputError(f"data {str(p)!r} is refused: {too_big}")
