@@ -119,7 +119,7 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
     from edgekit.junit import budget_testcases, write_junit
     from edgekit.pipeline import check_out_dir, run_pipeline
     from edgekit.run_lock import run_folder_lock
-    from edgekit.sweep import best_candidate, run_sweep
+    from edgekit.sweep import best_candidate, run_sweep, search_pool_scope
 
     r = _as_recipe(recipe)
     if unsafe_load and not r.unsafe_load:
@@ -139,7 +139,8 @@ def run(recipe: Recipe | PathLike | dict[str, Any], out: PathLike = "runs/run", 
                                  reports)
             suites = [(name, budget_testcases(rep, name)) for name, rep in reports.items()]
         else:
-            report = run_pipeline(r, out_path, log=log, resume=resume)
+            with search_pool_scope(r, log):
+                report = run_pipeline(r, out_path, log=log, resume=resume)
             outcome = RunOutcome(out_path, report, None, {"run": report})
             suites = [("run", budget_testcases(report, "run"))]
     if junit is not None:

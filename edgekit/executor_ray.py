@@ -45,6 +45,7 @@ from typing import Any
 
 from device_bench.atomicio import write_text
 from device_bench.interrupts import raise_if_interrupted
+from edgekit.compress.search_pool import use_pool
 from edgekit.core.errors import InputError
 from edgekit.executor import (
     BUILD,
@@ -64,10 +65,11 @@ from edgekit.executor import (
 )
 from edgekit.executor_spec import ExecutorSpec
 from edgekit.pipeline import BuiltRun, Log
+from edgekit.search_pool_ray import PoolSpec, RaySearchPool, measure_options
 from edgekit.stage_cache import StageCache
 from edgekit.sweep_progress import SweepProgress
 
-__all__ = ["INSTALL", "RayExecutor", "import_ray"]
+__all__ = ["INSTALL", "RayExecutor", "import_ray", "ray_search_pool"]
 
 INSTALL = "pip install 'edgekit[ray]'"
 POLL_S = 0.2
@@ -139,10 +141,13 @@ def _worker_log(root: str, job: CandidateJob) -> Log:
 
 
 # The task bodies: plain functions, made remote with the driver's options (ray.remote(fn)).
-def _build_task(job: CandidateJob, root: str, run_id: str, resume: bool, cwd: str) -> BuiltRun:
+def _build_task(job: CandidateJob, root: str, run_id: str, resume: bool, cwd: str,
+                pool: PoolSpec) -> BuiltRun:
     _enter(cwd)
-    return build_phase(job, Path(root), run_id, _node_ip(), resume=resume,
-                       log=_worker_log(root, job))
+    # a channel search in this build scores its proposals as nested tasks on the cluster
+    with use_pool(RaySearchPool(pool)):
+        return build_phase(job, Path(root), run_id, _node_ip(), resume=resume,
+                           log=_worker_log(root, job))
 
 
 def _bench_task(job: CandidateJob, root: str, run_id: str, built: BuiltRun, target: str,
@@ -266,12 +271,21 @@ class RayExecutor:
         Raises:
             InputError: One line naming what is missing and how to add it.
         """
+        # (a channel search's `on` is among the bench targets: edgekit.recipe adds it)
+        self.check_targets(list(dict.fromkeys(t for j in jobs for t in j.recipe.bench.targets)))
+
+    def check_targets(self, targets: Sequence[str]) -> None:
+        """Checks the cluster for tasks of ``cpus_per_candidate`` CPUs that measure or bench on
+        ``targets`` (see :meth:`check_cluster`).
+
+        Raises:
+            InputError: One line naming what is missing and how to add it.
+        """
         nodes = self._nodes()
         most = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
         if most < self.spec.cpus_per_candidate:
             raise InputError(f"executor.cpus_per_candidate is {self.spec.cpus_per_candidate:g} "
                              f"but the largest Ray node has {most:g} CPUs")
-        targets = list(dict.fromkeys(t for j in jobs for t in j.recipe.bench.targets))
         if any(bench_placement(t) == "bench_node" for t in targets):
             self._find_bench_node(nodes)
         totals = self.ray.cluster_resources()
@@ -312,16 +326,10 @@ class RayExecutor:
             self.ray.shutdown()
 
     # -- running ---------------------------------------------------------------------------
-    def _bench_options(self, target: str) -> dict[str, Any]:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        where = bench_placement(target)
-        if where == "board":
-            return {"num_cpus": 0, "resources": {board_resource(target): 1}}
-        if where == "bench_node":
-            return {"num_cpus": self.bench_cpus, "scheduling_strategy":
-                    NodeAffinitySchedulingStrategy(self.bench_node_id, soft=False)}
-        return {"num_cpus": 1}
+    def pool_spec(self) -> PoolSpec:
+        """Where a channel search's proposals and measurements go on this cluster."""
+        return PoolSpec(cpus=self.spec.cpus_per_candidate, max_retries=self.spec.max_retries,
+                        bench_node_id=self.bench_node_id, bench_cpus=self.bench_cpus)
 
     def _submit(self, job: CandidateJob, root: Path, run_id: str, resume: bool) -> tuple[Any, Any]:
         """Submits a candidate's tasks; returns (its build's ref, its report's ref)."""
@@ -332,9 +340,10 @@ class RayExecutor:
         retry = {"max_retries": self.spec.max_retries, "retry_exceptions": False}
         build = build_task.options(
             num_cpus=self.spec.cpus_per_candidate, name=f"edgekit build {job.name}", **retry,
-        ).remote(job, str(root), run_id, resume, self.cwd)
+        ).remote(job, str(root), run_id, resume, self.cwd, self.pool_spec())
         benches = [bench_task.options(
-            name=f"edgekit bench {job.name} {t}", **self._bench_options(t), **retry,
+            name=f"edgekit bench {job.name} {t}", **measure_options(t, self.pool_spec()),
+            **retry,
         ).remote(job, str(root), run_id, build, t, self.cwd) for t in job.recipe.bench.targets]
         report = report_task.options(
             num_cpus=1, name=f"edgekit report {job.name}", **retry,
@@ -436,4 +445,34 @@ class RayExecutor:
                           and rec.get("run_id") == run_id and rec.get("ok") is not True),
                          BUILD)
             return CandidateOutcome(job.name, error=_error_line(e), phase=phase)
+
+
+@contextlib.contextmanager
+def ray_search_pool(spec: ExecutorSpec, targets: Sequence[str], log: Log
+                    ) -> Iterator[RaySearchPool]:
+    """Connects to the cluster and, within, runs channel searches' proposals on it.
+
+    For a run without a sweep (``edgekit run RECIPE --executor ray``): the stages run in this
+    process, and a channel search's proposals and measurements run as Ray tasks.
+
+    Args:
+        spec: The recipe's executor (kind ``ray``).
+        targets: The targets the run measures on (checked like a sweep's).
+        log: Progress sink.
+
+    Yields:
+        The pool in force.
+
+    Raises:
+        InputError: Ray is missing, the cluster cannot be reached, or it lacks what the
+            targets need (one line).
+    """
+    executor = RayExecutor(spec)
+    executor.open(log)
+    try:
+        executor.check_targets(targets)
+        with use_pool(RaySearchPool(executor.pool_spec())) as pool:
+            yield pool
+    finally:
+        executor.close()
 

@@ -358,6 +358,13 @@ class Recipe:
         # the budget on it (edgekit.report_search).
         wanted = [t["on"] for s in self.stages
                   if isinstance(t := getattr(s, "target", None), dict) and t.get("on")]
+        ratio = next((s for s in self.stages if isinstance(t := getattr(s, "target", None), dict)
+                      and any(k.endswith("_ratio") for k in t)), None)
+        if ratio is not None and not self.convert.int8_baseline:
+            raise InputError(
+                f"stage {type(ratio).__name__} target {ratio.target} is a ratio of the dense int8 "
+                "model, which the report measures from convert.int8_baseline: set it to true (or "
+                "give the target as latency_ms)")
         extra = [on for on in dict.fromkeys(wanted) if on not in self.bench.targets]
         if extra:
             object.__setattr__(self, "bench", replace(

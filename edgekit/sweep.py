@@ -21,8 +21,10 @@ in one of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from device_bench.atomicio import write_json, write_text
 from edgekit.core.errors import CheckFailed, InputError
 from edgekit.executor import CandidateOutcome, LocalExecutor, new_run_id, phases_of, schedule
 from edgekit.executor import timeline as phase_timeline
-from edgekit.executor_ray import RayExecutor
+from edgekit.executor_ray import RayExecutor, ray_search_pool
 from edgekit.pipeline import Log, Pipeline, _stderr_log, check_out_dir, prepare_out_dir
 from edgekit.recipe import Recipe
 from edgekit.report_types import Report, as_report
@@ -193,6 +195,37 @@ def open_executor(recipe: Recipe) -> LocalExecutor | RayExecutor:
         :class:`~edgekit.executor.LocalExecutor` or :class:`~edgekit.executor_ray.RayExecutor`.
     """
     return LocalExecutor() if recipe.executor.kind == "local" else RayExecutor(recipe.executor)
+
+
+@contextlib.contextmanager
+def search_pool_scope(recipe: Recipe, log: Log | None = None) -> Iterator[None]:
+    """Within it, a run without a sweep scores channel-search proposals on its executor.
+
+    ``executor: ray`` on a recipe without a sweep connects to the cluster only when a stage
+    searches (``ChannelPrune`` with a ``target``): the stages run here, the search's proposals
+    and measurements on the cluster (:func:`~edgekit.executor_ray.ray_search_pool`). Otherwise
+    everything runs here, as it always does for ``executor: local``.
+
+    Args:
+        recipe: The recipe (no sweep).
+        log: Progress sink.
+
+    Yields:
+        Nothing.
+
+    Raises:
+        InputError: The cluster cannot be reached or lacks what the targets need.
+    """
+    log = log or _stderr_log
+    if recipe.executor.kind == "local":
+        yield
+        return
+    if not any(isinstance(getattr(s, "target", None), dict) for s in recipe.stages):
+        log("executor ray: this recipe has no sweep and no channel search; it runs here")
+        yield
+        return
+    with ray_search_pool(recipe.executor, recipe.bench.targets, log):
+        yield
 
 
 def run_sweep(recipe: Recipe, out: str | os.PathLike[str], log: Log | None = None,

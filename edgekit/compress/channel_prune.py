@@ -159,6 +159,12 @@ def _channel_notes(name: str, d: Mapping[str, Any]) -> StageNotes:
             f"{plural(len(search.get('steps', [])), 'step')}; cost table "
             f"{search.get('cost_table', {}).get('hits', 0)} hits, "
             f"{search.get('cost_table', {}).get('misses', 0)} layer shapes measured.")
+        pool = search.get("pool") or {}
+        if pool.get("kind") == "ray":
+            facts.append(
+                f"On the Ray cluster: {plural(pool.get('tasks', 0), 'proposal')} scored and "
+                f"{plural(pool.get('measurements', 0), 'measurement')} taken as Ray tasks, by "
+                f"{len(pool.get('workers', []))} worker process(es).")
     if d.get("batches"):
         facts.append(f"Scored on {d['batches']} seeded training batches "
                      f"({d.get('samples')} samples).")

@@ -15,7 +15,9 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
    channel counts that cost the same as a larger count (one SIMD tile) are never chosen over it.
 3. Each proposal removes the group's least important channels (the stage's ``importance``),
    re-estimates BatchNormalization statistics (adaptive BN), is fine-tuned for
-   ``proposal_batches`` batches and scored on the held-out share. The most accurate proposal
+   ``proposal_batches`` batches and scored on the held-out share. The proposals of a step are
+   scored on the search pool (:mod:`~edgekit.compress.search_pool`): here one after another,
+   or as Ray tasks when the executor is Ray. The most accurate proposal
    that meets the goal wins, **if** measured whole, interleaved with its parent, it is faster
    than the parent; otherwise the next is tried. No step makes the model slower.
 4. Steps repeat until the measured figure is within the budget. When no group can be cut
@@ -53,13 +55,19 @@ import numpy as np
 from tqdm import tqdm
 
 from device_bench.atomicio import write_json
-from edgekit.compress.bn_recalibration import recalibrate_batch_norm
 from edgekit.compress.channel_graph import ChannelGroup, build_channel_graph, select_groups
 from edgekit.compress.channel_surgery import remove_channels
 from edgekit.compress.cost_table import CostMeter, layer_signature
 from edgekit.compress.importance import parse_importance, score_groups
+from edgekit.compress.search_pool import (
+    ScoreJob,
+    current_pool,
+    model_from_bytes,
+    model_to_bytes,
+    score_data,
+    score_proposal,
+)
 from edgekit.compress.search_target import SearchTarget
-from edgekit.compress.training import accuracy, fit
 from edgekit.converters.work import keras_work
 from edgekit.core._keras import keras
 from edgekit.core.errors import CheckFailed
@@ -124,6 +132,9 @@ class _Proposal:
     meets_goal: bool
     accuracy: float | None = None
     measured: float | None = None
+    trained: bytes | None = None  # the model after BN re-estimation and the short fine-tune
+    worker: str = ""
+    seconds: float = 0.0
 
 
 class _Search:
@@ -138,7 +149,13 @@ class _Search:
         self.train, self.val_x, self.val_y = split_validation(data, stage.validation, stage.seed)
         pick = np.random.default_rng(stage.seed).choice(
             len(self.train.x_train), min(64, len(self.train.x_train)), replace=False)
-        self.meter = meter or CostMeter(target, self.train.x_train[np.sort(pick)], log=log)
+        self.pool = current_pool()
+        self.meter = meter or CostMeter(target, self.train.x_train[np.sort(pick)], log=log,
+                                        wrap=self.pool.measuring)
+        self.scoring = score_data(self.train.x_train, self.train.y_train, self.val_x, self.val_y,
+                                  recalibrate_bn=stage.recalibrate_bn,
+                                  proposal_batches=stage.proposal_batches,
+                                  batch_size=stage.batch_size, seed=stage.seed)
         self.importance = parse_importance(stage.importance)
         self.budget_goal = 0.0
 
@@ -184,19 +201,17 @@ class _Search:
                 return last
         return last
 
-    def _score(self, proposal: _Proposal) -> None:
+    def _score(self, proposals: list[_Proposal]) -> None:
+        """Scores every proposal of a step on the pool (BN re-estimation, short fine-tune)."""
         stage = self.stage
-        recalibrate_batch_norm(proposal.model, self.train.x_train, batches=stage.recalibrate_bn,
-                               batch_size=stage.batch_size, seed=stage.seed)
-        if stage.proposal_batches > 0:
-            n = min(len(self.train.x_train), stage.proposal_batches * stage.batch_size)
-            pick = np.sort(np.random.default_rng(stage.seed).choice(
-                len(self.train.x_train), n, replace=False))
-            fit(proposal.model, self.train.x_train[pick], self.train.y_train[pick], epochs=1,
-                learning_rate=stage.learning_rate, batch_size=stage.batch_size,
-                augment_shift=stage.augment_shift, seed=stage.seed,
-                desc=f"proposal {proposal.group} {proposal.before}->{proposal.after}")
-        proposal.accuracy = accuracy(proposal.model, self.val_x, self.val_y)
+        jobs = [ScoreJob(f"{p.group} {p.before}->{p.after}", model_to_bytes(p.model),
+                         recalibrate_bn=stage.recalibrate_bn, batch_size=stage.batch_size,
+                         learning_rate=stage.learning_rate, augment_shift=stage.augment_shift,
+                         seed=stage.seed) for p in proposals]
+        for p, scored in zip(proposals, self.pool.map(score_proposal, jobs, self.scoring),
+                             strict=True):
+            p.accuracy, p.trained = scored.accuracy, scored.model
+            p.worker, p.seconds = scored.worker, scored.seconds
 
     def _step(self, index: int, current: keras.Model, figure: float, goal: float
               ) -> tuple[_Proposal | None, dict[str, Any], str | None]:
@@ -210,8 +225,7 @@ class _Search:
             asked = figure - (figure - asked) / 2
         if not proposals:
             return None, {"left": left}, "no group can be cut further"
-        for p in proposals:
-            self._score(p)
+        self._score(proposals)
         # On the last step (the goal is the budget) a proposal that lands within BAND of it is
         # preferred: cutting further than the budget asks costs accuracy for nothing.
         last = asked <= self.budget_goal * (1 + 1e-9)
@@ -228,6 +242,8 @@ class _Search:
             ranked.insert(0, best)
         rejected = []
         for p in ranked:
+            if p.trained is not None:
+                p.model, p.trained = model_from_bytes(p.trained), None
             figures = self.meter.compare({"parent": current, "child": p.model})
             if figures["child"] < figures["parent"]:
                 # the parent, measured again beside the child, anchors the ratio: a machine that
@@ -294,7 +310,8 @@ class _Search:
                 "macs": int(keras_work(current)["macs"]),
                 "proposals": [{"group": p.group, "channels": [p.before, p.after],
                                "estimate": p.estimate, "meets_goal": p.meets_goal,
-                               "validation_accuracy": p.accuracy} for p in info["proposals"]],
+                               "validation_accuracy": p.accuracy, "worker": p.worker,
+                               "seconds": round(p.seconds, 2)} for p in info["proposals"]],
                 "rejected_slower": info["rejected_slower"]})
             self._save_checkpoint(current, {"figure": figure, "alive": alive, "steps": steps,
                                             "dense_figure": dense_figure, "budget": budget})
@@ -313,6 +330,7 @@ class _Search:
                                   "hits": self.meter.hits, "misses": self.meter.misses,
                                   "measurements": self.meter.measurements,
                                   "noisy": self.meter.noisy},
+                   "pool": self.pool.stats(),
                    "search_seconds": round(time.perf_counter() - t0, 1)}
         if final > budget:
             raise CheckFailed(

@@ -101,6 +101,9 @@ class CostMeter:
         cache_dir: Folder of the cost tables (None: ``<cache root>/cost-tables``).
         bench_target: The device_bench target object to measure on (None: ``get_target(on)``).
         log: Called with one line per event worth showing (a table loaded, a layer measured).
+        wrap: Called as ``wrap(spec, target)`` on the device_bench target made here; what it
+            returns is measured on (a search pool places measurements this way:
+            :meth:`~edgekit.compress.search_pool.SearchPool.measuring`).
 
     Raises:
         InputError: The target spec is not usable (device_bench's message).
@@ -108,7 +111,8 @@ class CostMeter:
 
     def __init__(self, target: SearchTarget, calibration: np.ndarray, *, rounds: int = 3,
                  cache_dir: str | Path | None = None, bench_target: Any = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 wrap: Callable[[str, Any], Any] | None = None) -> None:
         self.target = target
         self.calibration = np.asarray(calibration, np.float32)
         self.rounds = max(1, int(rounds))
@@ -133,6 +137,8 @@ class CostMeter:
                 self._bench_target = get_target(target.on)
             except BenchInputError as e:
                 raise InputError(f"target.on: {e}") from e
+            if wrap is not None:
+                self._bench_target = wrap(target.on, self._bench_target)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-costs-")
 
     # -- measuring one .tflite ---------------------------------------------------------------

@@ -195,6 +195,21 @@ def test_the_search_device_is_added_to_the_bench_targets() -> None:
     assert again.bench.targets == ("ssh://pi@board",)
 
 
+def test_a_ratio_target_without_the_dense_int8_baseline_is_refused() -> None:
+    from edgekit.recipe import Recipe
+
+    stage = {"class_name": "ChannelPrune", "config": {"target": {"macs_ratio": 0.5}}}
+    with pytest.raises(InputError, match=r"ratio of the dense int8 model.*convert.int8_baseline"):
+        Recipe.from_dict({"stages": [stage], "convert": {"int8_baseline": False}})
+    absolute = {"class_name": "ChannelPrune",
+                "config": {"target": {"latency_ms": 5, "on": "local"}}}
+    assert not Recipe.from_dict({"stages": [absolute],
+                                 "convert": {"int8_baseline": False}}).convert.int8_baseline
+
+
+# 80 s: a real run interrupted and resumed; the default run keeps the stage-level resume
+# (test_interrupts.py) and every search rule on tiny models
+@pytest.mark.slow
 def test_run_resume_continues_the_search_after_the_last_step(fast_recipe, tmp_path: Path
                                                              ) -> None:
     """A real ``edgekit run`` (ChannelPrune(target) -> QAT -> int8) interrupted by a real SIGINT

@@ -345,6 +345,8 @@ def _mlp(seed: int) -> keras.Model:
     return keras.Model(inp, keras.layers.Dense(10)(hidden), name="mlp")
 
 
+# 46 s of training; the default run keeps test_distilled_student_beats_scratch_with_few_labels
+@pytest.mark.slow
 def test_unlabelled_transfer_samples_help_a_student_with_few_labels(tiny_trained_model,
                                                                     digits8, tmp_path):
     """5 labels per class; the other training digits given without labels; same step count.
