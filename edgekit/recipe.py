@@ -490,6 +490,11 @@ class Recipe:
         except RecursionError:
             raise InputError(f"recipe {str(p)!r} nests too deeply to be a recipe "
                              f"({kind})") from None
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = e.problem or e.context or type(e).__name__
+            raise InputError(f"recipe {str(p)!r} is not valid {kind}: {what}{where}") from None
         except (ValueError, yaml.YAMLError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise InputError(f"recipe {str(p)!r} is not valid {kind}: {first}") from e

@@ -1,8 +1,15 @@
-"""The demo's promises (issue #2), checked on the real run: `edgekit demo`."""
+"""The demo's promises (issue #2), checked on the real run: `edgekit demo`.
+
+Slow (``make test-all``, as pytest.ini says of the full demo acceptance): the demo trains its
+CNN on 32x32 digits for its full epochs (about 2 minutes on 2 cores). The default run checks
+the same pipeline on a short recipe (``fast_run`` in conftest.py).
+"""
 
 import json
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,10 @@ def test_bad_recipe_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(InputError, match=r"is not valid YAML"):
         Recipe.load(bad)
+    bad.write_text("model: demo_cnn\nstages:\n  - class_name: Prune\n   config: {}\n")
+    with pytest.raises(InputError, match=r"is not valid YAML: expected <block end>.* at line 4, "
+                                         r"column 4$"):
+        Recipe.load(bad)  # the line and column of the mis-indented key
     txt = tmp_path / "r.txt"
     txt.write_text(yaml.safe_dump({"model": "demo_cnn"}))
     with pytest.raises(InputError, match=r"must be \.yaml, \.yml or \.json"):
