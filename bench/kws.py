@@ -37,6 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 PRUNE_QAT = "prune80+pqat"
+# An ablation of the pruned row (added 2026-12-04, after seed 0 missed the 1.5-point goal by
+# 1.04): the first convolution (tfmot's pruning guide: "try pruning the later layers instead of
+# the first layers") and the 12-way classifier left dense.
+PRUNE_EDGES = "prune80+pqat edges dense"
+EDGE_LAYERS = ["conv1", "logits"]
 DISTILL = "distilled tiny_cnn"
 FLOAT = "float"
 
@@ -82,16 +87,23 @@ def _fine_epochs(epochs: int) -> tuple[int, int]:
     return prune, max(1, prune // 3)
 
 
+def _prune_qat(fine: int, qat: int, exclude: list[str] | None = None
+               ) -> list[dict[str, Any]]:
+    """80 % pruning (``exclude``: layer names left dense) then prune-preserving QAT, distilled."""
+    prune = {"final_sparsity": 0.8, "epochs": fine, "augment_shift": 0, "distill": PRUNE_DISTILL}
+    if exclude:
+        prune["layers"] = {"exclude": {"names": exclude}}
+    return [{"class_name": "Prune", "config": prune},
+            {"class_name": "QAT", "config": {"epochs": qat, "augment_shift": 0,
+                                            "distill": PRUNE_DISTILL}}]
+
+
 def _stage_lists(epochs: int) -> dict[str, list[dict[str, Any]]]:
     fine, qat = _fine_epochs(epochs)
     return {
         FLOAT: [],
-        PRUNE_QAT: [{"class_name": "Prune", "config": {"final_sparsity": 0.8, "epochs": fine,
-                                                      "augment_shift": 0,
-                                                      "distill": PRUNE_DISTILL}},
-                    {"class_name": "QAT", "config": {"epochs": qat,
-                                                    "augment_shift": 0,
-                                                    "distill": PRUNE_DISTILL}}],
+        PRUNE_QAT: _prune_qat(fine, qat),
+        PRUNE_EDGES: _prune_qat(fine, qat, EDGE_LAYERS),
         DISTILL: [{"class_name": "Distill", "config": {"student": "tiny_cnn", "epochs": epochs,
                                                       "learning_rate": 2e-3, "augment_shift": 0,
                                                       "temperature": 4.0, "alpha": 0.9}}],
@@ -148,7 +160,7 @@ def _pts(values: list[float]) -> str:
 
 
 def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int], col: Any,
-                drop: Any) -> list[str]:
+                drop: Any, epochs: int) -> list[str]:
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**missed**"
 
@@ -165,6 +177,9 @@ def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int],
         f"{verdict(int8 <= 0.005)}",
         f"- 80 % pruned + PQAT int8 within 1.5 points: {100 * pruned:.2f} - "
         f"{verdict(pruned <= 0.015)}",
+        *[f"  - ablation, {label.removeprefix('... ')}: {100 * statistics.mean(drop(key)):.2f} "
+          f"points - {verdict(statistics.mean(drop(key)) <= 0.015)} (see the note above)"
+          for key, label in _ablations()],
     ]
 
 
@@ -209,6 +224,10 @@ def render(gen: list[dict[str, Any]], results: dict[int, dict[str, dict[str, Any
         f"| DS-CNN 80 % pruned + PQAT | {_pct(col(PRUNE_QAT, 'last'))} (QAT model) | "
         f"{_pct(col(PRUNE_QAT, 'int8'))} | {_pts(drop(PRUNE_QAT))} | "
         f"{statistics.median(results[s][PRUNE_QAT]['latency_ms'] for s in seeds):.3f} ms |",
+        *[f"| {label} | {_pct(col(key, 'last'))} (QAT model) | {_pct(col(key, 'int8'))} | "
+          f"{_pts(drop(key))} | "
+          f"{statistics.median(results[s][key]['latency_ms'] for s in seeds):.3f} ms |"
+          for key, label in _ablations()],
         f"| tiny_cnn, labels only ({results[seeds[0]]['tiny_cnn']['params']} params) | "
         f"{_pct(col('tiny_cnn', 'float'))} | {_pct(col('tiny_cnn', 'int8'))} | "
         f"{_pts(drop('tiny_cnn'))} | {statistics.median(tiny_lat):.3f} ms |",
@@ -222,13 +241,24 @@ def render(gen: list[dict[str, Any]], results: dict[int, dict[str, dict[str, Any
         "",
         f"The pruned model's weights are {100 * statistics.mean(col(PRUNE_QAT, 'sparsity')):.1f} "
         "% zero overall: 80 % in the first convolution, the pointwise convolutions and the "
-        "classifier; the depthwise kernels, batch norms and biases stay dense.",
+        "classifier; the depthwise kernels, batch norms and biases stay dense. With the first "
+        "convolution and the classifier dense as well: "
+        f"{100 * statistics.mean(col(PRUNE_EDGES, 'sparsity')):.1f} % zero overall.",
+        "",
+        "The ablation row was added after seed 0 of the pruned row missed its goal: it is judged "
+        "on the same held-out speakers, so if it meets the goal here it is a candidate for the "
+        "recipe, confirmed only by other seeds.",
         "",
         "Against the issue's goals (mean over the seeds):",
         "",
-        *_goal_lines(results, seeds, col, drop),
+        *_goal_lines(results, seeds, col, drop, epochs),
     ]
     return "\n".join(lines)
+
+
+def _ablations() -> list[tuple[str, str]]:
+    """(result key, table label) of the pruned row's ablations."""
+    return [(PRUNE_EDGES, f"... {' and '.join(EDGE_LAYERS)} left dense")]
 
 
 def main(argv: list[str] | None = None) -> int:
