@@ -24,7 +24,12 @@ import numpy as np
 from edgekit.core._keras import keras
 from edgekit.core.errors import InputError
 
-__all__ = ["batch_norm_layers", "recalibrate_batch_norm"]
+__all__ = ["batch_norm_layers", "recalibrate_batch_norm", "seeded_rows"]
+
+
+def seeded_rows(total: int, n: int, seed: int) -> np.ndarray:
+    """``n`` distinct row indices of ``total``, drawn with ``seed``, in ascending order."""
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
 
 
 def batch_norm_layers(model: keras.Model) -> list[Any]:
@@ -76,7 +81,7 @@ def recalibrate_batch_norm(model: keras.Model, x: np.ndarray, *, batches: int, b
     if batches == 0 or not layers or len(x) == 0:
         return {"layers": 0, "batches": 0, "samples": 0}
     n = min(len(x), batches * batch_size)
-    pick = np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))
+    pick = seeded_rows(len(x), n, seed)
     chunks = [pick[i:i + batch_size] for i in range(0, n, batch_size)]
     momenta = [layer.momentum for layer in layers]
     try:

@@ -39,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from edgekit.compress.bn_recalibration import recalibrate_batch_norm
+from edgekit.compress.bn_recalibration import recalibrate_batch_norm, seeded_rows
 from edgekit.compress.training import accuracy, fit
 from edgekit.core._keras import keras
 from edgekit.core.model_io import load_model, save_model
@@ -118,10 +118,8 @@ def score_data(x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarra
     Returns:
         The scoring data.
     """
-    n_bn = min(len(x), recalibrate_bn * batch_size)
-    bn_pick = np.sort(np.random.default_rng(seed).choice(len(x), n_bn, replace=False))
-    n_fit = min(len(x), max(0, proposal_batches) * batch_size)
-    fit_pick = np.sort(np.random.default_rng(seed).choice(len(x), n_fit, replace=False))
+    bn_pick = seeded_rows(len(x), min(len(x), recalibrate_bn * batch_size), seed)
+    fit_pick = seeded_rows(len(x), min(len(x), max(0, proposal_batches) * batch_size), seed)
     return ScoreData(x[bn_pick], x[fit_pick], y[fit_pick], val_x, val_y)
 
 
