@@ -19,11 +19,16 @@ demo: $(STAMP)
 	$(VENV)/bin/edgekit demo --out $(OUT)
 
 # pytest exits 5 when it collects no test: make treats every non-zero exit as failure.
+# The suite runs in TEST_WORKERS pytest-xdist workers (default: one per core, at most 4; each
+# loads TensorFlow). --dist loadfile keeps a file's tests, and its module fixtures, in one worker.
+# TEST_WORKERS=0 runs it in this process, in order.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q $(XDIST)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 # The long fuzz run of the parsers that read users' files (tests/fuzz/run_fuzz.py): 100,000
 # inputs over .tflite (inspect and device_bench), recipes, .npz/.npy and image folders; prints

@@ -39,8 +39,9 @@ RAY = "ray==2.60.0"
 EXTRAS_REQUIRE = {
     "ray": [RAY],
     # hypothesis: the property-based fuzzers of the parsers that read users' files (tests/fuzz,
-    # a short run in `make test`, 100,000 inputs in `make fuzz`).
-    "dev": ["pytest==9.2.0", "ruff==0.17.5", "hypothesis==6.170.15", RAY],
+    # a short run in `make test`, 100,000 inputs in `make fuzz`). pytest-xdist: `make test` runs
+    # the suite in one worker per core (a file's tests stay together: --dist loadfile).
+    "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "ruff==0.17.5", "hypothesis==6.170.15", RAY],
 }
 
 setup(

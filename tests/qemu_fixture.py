@@ -17,6 +17,7 @@ import time
 from typing import Any, NoReturn
 
 import pytest
+from apt_packages import apt_lock
 
 from device_bench.arm_sysroot import install_host_tools
 from device_bench.errors import TargetError
@@ -44,7 +45,9 @@ def prepare_qemu(need_plugin: bool = False) -> dict[str, Any]:
     """
     if shutil.which("qemu-aarch64") is None or shutil.which("gcc") is None:
         try:
-            install_host_tools()
+            with apt_lock():
+                if shutil.which("qemu-aarch64") is None or shutil.which("gcc") is None:
+                    install_host_tools()
         except TargetError as e:
             unavailable(f"qemu-user/gcc are missing and cannot be installed: {e}")
     start = time.monotonic()
