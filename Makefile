@@ -20,10 +20,11 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test: make treats every non-zero exit as failure.
 # The suite runs in TEST_WORKERS pytest-xdist workers (default: one per core, at most 4; each
-# loads TensorFlow). --dist loadfile keeps a file's tests, and its module fixtures, in one worker.
-# TEST_WORKERS=0 runs it in this process, in order.
+# loads TensorFlow). --dist loadfile keeps a file's tests, and its module fixtures, in one worker;
+# the longest files start first (tests/conftest.py, LONGEST_FIRST; --no-loadscope-reorder keeps
+# that order). TEST_WORKERS=0 runs it in this process, in order.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q $(XDIST)
 

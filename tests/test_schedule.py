@@ -1,0 +1,22 @@
+"""The xdist schedule's list of long files names files that exist (a stale name would silently
+stop ordering them)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _root_conftest():  # by path: several conftest modules share the name "conftest"
+    spec = importlib.util.spec_from_file_location("root_conftest", TESTS / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_longest_first_file_exists_once() -> None:
+    names = _root_conftest().LONGEST_FIRST
+    assert [name for name in names if not (TESTS / name).is_file()] == []
+    assert len(set(names)) == len(names) >= 1
