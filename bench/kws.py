@@ -43,6 +43,8 @@ PRUNE_QAT = "prune80+pqat"
 PRUNE_EDGES = "prune80+pqat edges dense"
 EDGE_LAYERS = ["conv1", "logits"]
 DISTILL = "distilled tiny_cnn"
+# The row examples/recipes/kws.yaml is (tests/edgekit/test_examples.py keeps the two the same).
+RECIPE_ROW = PRUNE_QAT
 FLOAT = "float"
 
 _GENERATE = """
