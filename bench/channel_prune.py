@@ -11,10 +11,11 @@ classes, held-out speakers), where DS-CNN float sits near 90 %, so a cut shows i
 * dense DS-CNN trained ``--epochs`` epochs (Adam 2e-3, cosine), then full int8 (int8 I/O,
   200 seeded training samples to calibrate);
 * for every ratio: ``ChannelPrune`` (``--importance``, layer scope, ``round_to`` the stage
-  default) with a fine-tune of ``FINE`` epochs, then ``QAT`` for ``QAT_EPOCHS``, then full int8;
+  default) with a fine-tune of ``--fine`` epochs (default ``FINE``), then ``QAT`` for
+  ``QAT_EPOCHS``, then full int8;
 * the obvious alternative: DS-CNN built narrower (``filters`` = the pruned model's channel
   count, so the same MACs) and trained from scratch for the same total epochs
-  (``--epochs + FINE`` float, then the same QAT);
+  (``--epochs + --fine`` float, then the same QAT);
 * every int8 model: held-out accuracy, MACs (from the ``.tflite``), host p50 on one thread
   (XNNPACK; all models timed round-robin in ``ROUNDS`` rounds in one run, median of the
   rounds), and guest instructions per inference on an emulated Cortex-A72
@@ -171,7 +172,8 @@ def run_speed(data: Any, seed: int, epochs: int, ratios: list[float], importance
         for distill in distills:
             name = (f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
                     + (" distilled" if distill else ""))
-            row = _cached(folder / f"{name.replace(' ', '_')}.json")
+            stem = f"{name.replace(' ', '_')}_fine{FINE}"
+            row = _cached(folder / f"{stem}.json")
             if row is None:
                 config = {"ratio": ratio, "importance": importance, "epochs": FINE,
                           "learning_rate": 1e-3, "augment_shift": 0, "seed": seed}
@@ -180,25 +182,26 @@ def run_speed(data: Any, seed: int, epochs: int, ratios: list[float], importance
                 cut = ChannelPrune.from_config(config).apply(dense, data)
                 qat = QAT.from_config({"epochs": QAT_EPOCHS, "augment_shift": 0,
                                        "seed": seed}).apply(cut.model, data)
-                row = _save(folder / f"{name.replace(' ', '_')}.json", {
+                row = _save(folder / f"{stem}.json", {
                     "float_accuracy": keras_accuracy(cut.model, data),
                     "channels": cut.model.get_layer("conv1").filters,
                     "groups": cut.details["groups"],
                     "qat_accuracy": keras_accuracy(qat.model, data),
                     **to_int8(qat.model, data, seed,
-                              folder / f"{name.replace(' ', '_')}.tflite")})
+                              folder / f"{stem}.tflite")})
             rows[name] = row
         channels = rows[f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
                         + (" distilled" if distills[0] else "")]["channels"]
-        row = _cached(folder / f"width_{channels}.json")
+        row = _cached(folder / f"width_{channels}_{epochs + FINE}ep.json")
         if row is None:
             narrow = load_model(dense_model(data, seed, epochs + FINE, work, filters=channels))
             qat = QAT.from_config({"epochs": QAT_EPOCHS, "augment_shift": 0,
                                    "seed": seed}).apply(narrow, data)
-            row = _save(folder / f"width_{channels}.json", {
+            row = _save(folder / f"width_{channels}_{epochs + FINE}ep.json", {
                 "float_accuracy": keras_accuracy(narrow, data), "channels": channels,
                 "qat_accuracy": keras_accuracy(qat.model, data),
-                **to_int8(qat.model, data, seed, folder / f"width_{channels}.tflite")})
+                **to_int8(qat.model, data, seed,
+                          folder / f"width_{channels}_{epochs + FINE}ep.tflite")})
         rows[f"width {channels}"] = row
     paths = {k: v["path"] for k, v in rows.items()}
     for name, p50 in time_models(paths).items():
@@ -345,6 +348,7 @@ def render_criteria(results: dict[int, dict[str, Any]], epochs: int, command: st
 
 
 def main(argv: list[str] | None = None) -> int:
+    global FINE, QAT_EPOCHS, CRITERIA_FINE, ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="BENCHMARKS.md to write the sections into")
     parser.add_argument("--part", choices=("speed", "criteria", "all"), default="all")
@@ -355,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--criteria-fine", type=int, default=3,
                         help="fine-tune epochs after each criterion's cut")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--fine", type=int, default=FINE,
+                        help="fine-tune epochs after the cut (the width model gets as many more)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5])
     parser.add_argument("--importance", default="l1")
     parser.add_argument("--distill", choices=("no", "yes", "both"), default="no",
@@ -363,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="one-epoch fine-tunes and two timing rounds (a smoke run)")
     args = parser.parse_args(argv)
+    FINE = args.fine
     if args.quick:
-        global FINE, QAT_EPOCHS, CRITERIA_FINE, ROUNDS
         FINE, QAT_EPOCHS, ROUNDS = 1, 1, 2
         args.criteria_fine = 1
     with tempfile.TemporaryDirectory(prefix="channel-bench-") as tmp:
@@ -377,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             results = {s: run_speed(data, s, args.epochs, args.ratios, args.importance, work,
                                     distills) for s in args.seeds}
             command = (f"python bench/channel_prune.py --out BENCHMARKS.md --part speed --seeds "
-                       f"{' '.join(map(str, args.seeds))} --epochs {args.epochs} --ratios "
+                       f"{' '.join(map(str, args.seeds))} --epochs {args.epochs} --fine {FINE} "
+                       f"--ratios "
                        f"{' '.join(f'{r:g}' for r in args.ratios)} --importance "
                        f"{args.importance} --distill {args.distill} --work WORK")
             md = render_speed(results, args, command)
@@ -390,7 +397,6 @@ def main(argv: list[str] | None = None) -> int:
                 write_section(args.out, "channel-prune-speed", md)
         if args.part in ("criteria", "all"):
             t0 = time.perf_counter()
-            global CRITERIA_FINE
             CRITERIA_FINE = args.criteria_fine
             results = {s: run_criteria(data, s, args.criteria_epochs, work)
                        for s in args.criteria_seeds}
