@@ -11,6 +11,8 @@ minutes per seed on 2 cores).
    - DS-CNN float, and its full-int8 conversion (no compression stage);
    - DS-CNN pruned to 80 % sparsity, prune-preserving QAT, full int8, both fine-tunes
      distilled from the float DS-CNN (T = 4, alpha = 0.5);
+   - two ablations of the pruned row: ``conv1`` and ``logits`` left dense, with the same
+     fine-tunes and with a pruning fine-tune as long as the float training;
    - the small ``tiny_cnn`` distilled from that DS-CNN (``Distill``, T = 4, alpha = 0.9);
    and a separate run of ``tiny_cnn`` trained on the labels alone, for as many epochs.
    Every accuracy is on the held-out speakers (voices training never hears), scored on the
@@ -42,6 +44,9 @@ PRUNE_QAT = "prune80+pqat"
 # the first layers") and the 12-way classifier left dense.
 PRUNE_EDGES = "prune80+pqat edges dense"
 EDGE_LAYERS = ["conv1", "logits"]
+# A second ablation (added 2026-12-04, after the first missed on seed 1 by 0.35): the same layers
+# dense, and the pruning fine-tune as long as the float training (``--epochs``) instead of half.
+PRUNE_EDGES_LONG = "prune80+pqat edges dense long"
 DISTILL = "distilled tiny_cnn"
 # The row examples/recipes/kws.yaml is (tests/edgekit/test_examples.py keeps the two the same).
 RECIPE_ROW = PRUNE_QAT
@@ -109,6 +114,8 @@ def _stage_lists(epochs: int) -> dict[str, list[dict[str, Any]]]:
         DISTILL: [{"class_name": "Distill", "config": {"student": "tiny_cnn", "epochs": epochs,
                                                       "learning_rate": 2e-3, "augment_shift": 0,
                                                       "temperature": 4.0, "alpha": 0.9}}],
+        # last, so that the candidates an earlier run made keep their folders (c0..c3)
+        PRUNE_EDGES_LONG: _prune_qat(epochs, qat, EDGE_LAYERS),
     }
 
 
@@ -169,7 +176,12 @@ def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int],
     ds = statistics.mean(col(FLOAT, "float"))
     tiny_gap = ds - statistics.mean(col("tiny_cnn", "float"))
     int8 = statistics.mean(drop(FLOAT))
-    pruned = statistics.mean(drop(PRUNE_QAT))
+    pruned = statistics.mean(drop(RECIPE_ROW))
+    labels = dict(_pruned_rows(epochs))
+
+    def per_seed(key: str) -> str:
+        return ", ".join(f"{100 * d:.2f}" for d in drop(key))
+
     return [
         f"- DS-CNN float on the held-out speakers in [90 %, 99 %): {100 * ds:.2f} % - "
         f"{verdict(0.90 <= ds < 0.99)}",
@@ -177,11 +189,12 @@ def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int],
         f"{verdict(tiny_gap >= 0.03)}",
         f"- DS-CNN full int8 within 0.5 points of its float: {100 * int8:.2f} - "
         f"{verdict(int8 <= 0.005)}",
-        f"- 80 % pruned + PQAT int8 within 1.5 points: {100 * pruned:.2f} - "
+        f"- 80 % pruned + PQAT int8 within 1.5 points, row \"{labels[RECIPE_ROW]}\" (the "
+        f"example recipe's): {100 * pruned:.2f} (per seed {per_seed(RECIPE_ROW)}) - "
         f"{verdict(pruned <= 0.015)}",
-        *[f"  - ablation, {label.removeprefix('... ')}: {100 * statistics.mean(drop(key)):.2f} "
-          f"points - {verdict(statistics.mean(drop(key)) <= 0.015)} (see the note above)"
-          for key, label in _ablations()],
+        *[f"  - the other pruned row \"{label}\": {100 * statistics.mean(drop(key)):.2f} "
+          f"(per seed {per_seed(key)}) - {verdict(statistics.mean(drop(key)) <= 0.015)}"
+          for key, label in _pruned_rows(epochs) if key != RECIPE_ROW],
     ]
 
 
@@ -223,13 +236,10 @@ def render(gen: list[dict[str, Any]], results: dict[int, dict[str, dict[str, Any
         f"| DS-CNN ({results[seeds[0]][FLOAT]['params']} params) | "
         f"{_pct(col(FLOAT, 'float'))} | {_pct(col(FLOAT, 'int8'))} | "
         f"{_pts(drop(FLOAT))} | {statistics.median(lat):.3f} ms |",
-        f"| DS-CNN 80 % pruned + PQAT | {_pct(col(PRUNE_QAT, 'last'))} (QAT model) | "
-        f"{_pct(col(PRUNE_QAT, 'int8'))} | {_pts(drop(PRUNE_QAT))} | "
-        f"{statistics.median(results[s][PRUNE_QAT]['latency_ms'] for s in seeds):.3f} ms |",
         *[f"| {label} | {_pct(col(key, 'last'))} (QAT model) | {_pct(col(key, 'int8'))} | "
           f"{_pts(drop(key))} | "
           f"{statistics.median(results[s][key]['latency_ms'] for s in seeds):.3f} ms |"
-          for key, label in _ablations()],
+          for key, label in _pruned_rows(epochs)],
         f"| tiny_cnn, labels only ({results[seeds[0]]['tiny_cnn']['params']} params) | "
         f"{_pct(col('tiny_cnn', 'float'))} | {_pct(col('tiny_cnn', 'int8'))} | "
         f"{_pts(drop('tiny_cnn'))} | {statistics.median(tiny_lat):.3f} ms |",
@@ -247,8 +257,9 @@ def render(gen: list[dict[str, Any]], results: dict[int, dict[str, dict[str, Any
         "convolution and the classifier dense as well: "
         f"{100 * statistics.mean(col(PRUNE_EDGES, 'sparsity')):.1f} % zero overall.",
         "",
-        "The ablation row was added after seed 0 of the pruned row missed its goal: it is judged "
-        "on the same held-out speakers, so if it meets the goal here it is a candidate for the "
+        "The two ablation rows were added after the first pruned row missed its goal (seed 0), "
+        "and the longer fine-tune after the first ablation missed on seed 1: they are judged on "
+        "the same held-out speakers, so a row that meets the goal here is a candidate for the "
         "recipe, confirmed only by other seeds.",
         "",
         "Against the issue's goals (mean over the seeds):",
@@ -258,9 +269,13 @@ def render(gen: list[dict[str, Any]], results: dict[int, dict[str, dict[str, Any
     return "\n".join(lines)
 
 
-def _ablations() -> list[tuple[str, str]]:
-    """(result key, table label) of the pruned row's ablations."""
-    return [(PRUNE_EDGES, f"... {' and '.join(EDGE_LAYERS)} left dense")]
+def _pruned_rows(epochs: int) -> list[tuple[str, str]]:
+    """(result key, table label) of the pruned rows: the first, then its ablations."""
+    fine, _ = _fine_epochs(epochs)
+    dense = " and ".join(EDGE_LAYERS)
+    return [(PRUNE_QAT, "DS-CNN 80 % pruned + PQAT"),
+            (PRUNE_EDGES, f"... {dense} left dense"),
+            (PRUNE_EDGES_LONG, f"... {dense} left dense, pruning {epochs} epochs, not {fine}")]
 
 
 def main(argv: list[str] | None = None) -> int:
