@@ -3,17 +3,15 @@ stop ordering them)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from module_by_path import load_module
 
 TESTS = Path(__file__).resolve().parent
 
 
 def _root_conftest():  # by path: several conftest modules share the name "conftest"
-    spec = importlib.util.spec_from_file_location("root_conftest", TESTS / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("root_conftest", TESTS / "conftest.py")
 
 
 def test_every_longest_first_file_exists_once() -> None:

@@ -8,7 +8,6 @@ benchmark_model text in ``data/benchmark_model``, energy from the sysfs trees in
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from module_by_path import load_module
 
 from device_bench import energy, energy_sources
 from device_bench.errors import BenchInputError, TargetError
@@ -42,11 +42,7 @@ CI = os.environ.get("CI", "").lower() == "true"
 
 def _json_keys() -> Any:
     """tests/edgekit/json_keys.py (the key-structure helper both golden tests share)."""
-    spec = importlib.util.spec_from_file_location("json_keys", REPO / "tests" / "edgekit" /
-                                                  "json_keys.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("json_keys", REPO / "tests" / "edgekit" / "json_keys.py")
 
 
 def assert_round_trip(result: dict[str, Any]) -> BenchResult:

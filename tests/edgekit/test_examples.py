@@ -64,12 +64,9 @@ def test_gradle_snippet_copies_the_artefact_the_ci_run_writes():
 def test_the_kws_recipe_is_the_one_bench_kws_measures():
     """examples/recipes/kws.yaml says BENCHMARKS.md's kws figures are its figures: the recipe's
     training and stages are bench/kws.py's row ``RECIPE_ROW`` at the recipe's epochs."""
-    import importlib.util
+    from module_by_path import load_module
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_kws", EXAMPLES.parent / "bench" / "kws.py")
-    kws = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kws)
+    kws = load_module("bench_kws", EXAMPLES.parent / "bench" / "kws.py")
     example = Recipe.load(EXAMPLES / "recipes" / "kws.yaml")
     measured = kws._recipe(example.model, example.seed, example.train.epochs)
     measured["stages"] = kws._stage_lists(example.train.epochs)[kws.RECIPE_ROW]
