@@ -256,23 +256,8 @@ def _mean_sd(values: list[float], scale: float = 100.0, unit: str = " %", digits
     return f"{m:.{digits}f} ± {sd:.{digits}f}{unit}"
 
 
-def _points(value: float, goal: float, sign: str = "") -> str:
-    """Format accuracy points with two decimals, or three where two would round onto the goal.
-
-    Args:
-        value: The figure in points.
-        goal: The threshold it is judged against.
-        sign: ``"+"`` to always print the sign.
-
-    Returns:
-        The text, precise enough that the printed figure agrees with the judgement beside it.
-    """
-    text = f"{value:{sign}.2f}"
-    return f"{value:{sign}.3f}" if float(text) == goal and value != goal else text
-
-
 def render_speed(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
-    from sections import machine_line
+    from sections import goal_figure, machine_line
 
     lines = ["## Channel pruning on keyword spotting: speed at equal accuracy (issue 11)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d')}; {machine_line()}).", "",
@@ -319,11 +304,12 @@ def render_speed(results: dict[int, dict[str, Any]], args: Any, command: str) ->
             met = drop <= 1.0 and macs >= 2.0 and speed >= 1.8 and ins is not None and ins >= 1.8
             gain = 100 * (r["int8_accuracy"] - width["int8_accuracy"])
             goals.append(
-                f"- seed {seed}, {name}: int8 drop {_points(drop, 1.0)} points (goal <= 1.0), MACs "
+                f"- seed {seed}, {name}: int8 drop {goal_figure(drop, 1.0)} points "
+                f"(goal <= 1.0), MACs "
                 f"{macs:.2f}x (>= 2.0), p50 {speed:.2f}x (>= 1.8), A72 instructions "
                 f"{'n/a' if ins is None else f'{ins:.2f}x'} (>= 1.8): "
                 f"**{'met' if met else 'missed'}**; against the width model of the same MACs: "
-                f"{_points(gain, 0.5, '+')} points (goal >= +0.5): "
+                f"{goal_figure(gain, 0.5, '+')} points (goal >= +0.5): "
                 f"**{'met' if gain >= 0.5 else 'missed'}**")
     lines += ["Against the issue's goals (computed from the table):", "", *goals]
     return "\n".join(lines)

@@ -192,6 +192,8 @@ def _pts(values: list[float]) -> str:
 
 def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int], col: Any,
                 drop: Any, epochs: int) -> list[str]:
+    from sections import goal_figure
+
     def verdict(ok: bool) -> str:
         return "**met**" if ok else "**missed**"
 
@@ -202,19 +204,23 @@ def _goal_lines(results: dict[int, dict[str, dict[str, Any]]], seeds: list[int],
     labels = dict(_pruned_rows(epochs, results[seeds[0]]))
 
     def per_seed(key: str) -> str:
-        return ", ".join(f"{100 * d:.2f}" for d in drop(key))
+        return ", ".join(goal_figure(100 * d, 1.5) for d in drop(key))
 
     return [
-        f"- DS-CNN float on the held-out speakers in [90 %, 99 %): {100 * ds:.2f} % - "
+        f"- DS-CNN float on the held-out speakers in [90 %, 99 %): "
+        f"{goal_figure(100 * ds, 90.0)} % - "
         f"{verdict(0.90 <= ds < 0.99)}",
-        f"- tiny_cnn at least 3 points below DS-CNN: {100 * tiny_gap:.2f} points - "
+        f"- tiny_cnn at least 3 points below DS-CNN: "
+        f"{goal_figure(100 * tiny_gap, 3.0)} points - "
         f"{verdict(tiny_gap >= 0.03)}",
-        f"- DS-CNN full int8 within 0.5 points of its float: {100 * int8:.2f} - "
+        f"- DS-CNN full int8 within 0.5 points of its float: {goal_figure(100 * int8, 0.5)} - "
         f"{verdict(int8 <= 0.005)}",
         f"- 80 % pruned + PQAT int8 within 1.5 points, row \"{labels[RECIPE_ROW]}\" (the "
-        f"example recipe's): {100 * pruned:.2f} (per seed {per_seed(RECIPE_ROW)}) - "
+        f"example recipe's): {goal_figure(100 * pruned, 1.5)} "
+        f"(per seed {per_seed(RECIPE_ROW)}) - "
         f"{verdict(pruned <= 0.015)}",
-        *[f"  - the other pruned row \"{label}\": {100 * statistics.mean(drop(key)):.2f} "
+        *[f"  - the other pruned row \"{label}\": "
+          f"{goal_figure(100 * statistics.mean(drop(key)), 1.5)} "
           f"(per seed {per_seed(key)}) - {verdict(statistics.mean(drop(key)) <= 0.015)}"
           for key, label in _pruned_rows(epochs, results[seeds[0]]) if key != RECIPE_ROW],
     ]

@@ -14,9 +14,27 @@ from pathlib import Path
 
 from device_bench.atomicio import write_text
 
-__all__ = ["machine_line", "write_section"]
+__all__ = ["goal_figure", "machine_line", "write_section"]
 
 HEADER = "# edgekit benchmarks\n\nEvery figure below names the command that produced it.\n"
+
+
+def goal_figure(value: float, goal: float, sign: str = "") -> str:
+    """A figure judged against a goal, with two decimals, or three where two would round onto it.
+
+    ``0.498`` printed as ``0.50`` beside "goal >= 0.5: missed" reads as a contradiction; this
+    prints ``0.498`` there and ``0.49`` or ``0.52`` elsewhere.
+
+    Args:
+        value: The figure, in the goal's unit (points, percent).
+        goal: The threshold it is judged against.
+        sign: ``"+"`` to always print the sign.
+
+    Returns:
+        The text, precise enough that the printed figure agrees with the judgement beside it.
+    """
+    text = f"{value:{sign}.2f}"
+    return f"{value:{sign}.3f}" if float(text) == goal and value != goal else text
 
 
 def machine_line() -> str:

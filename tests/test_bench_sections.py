@@ -38,3 +38,18 @@ def test_a_bad_section_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="section name"):
         write_section(tmp_path / "B.md", "a b", "## A")
     assert not (tmp_path / "B.md").exists()
+
+
+@pytest.mark.parametrize(("value", "goal", "sign", "text"), [
+    (0.498, 0.5, "+", "+0.498"),   # two decimals would print +0.50 beside "missed"
+    (1.4951, 1.5, "", "1.495"),
+    (0.5, 0.5, "", "0.50"),        # exactly on the goal: two decimals are exact
+    (0.4849, 0.5, "", "0.48"),
+    (89.996, 90.0, "", "89.996"),
+    (1.234, 1.5, "+", "+1.23"),
+])
+def test_a_goal_figure_never_rounds_onto_its_goal(value: float, goal: float, sign: str,
+                                                  text: str) -> None:
+    from sections import goal_figure
+
+    assert goal_figure(value, goal, sign) == text
