@@ -82,7 +82,7 @@ def searched(dense: Any, data: Any, seed: int, on: str, budget: float, folder: P
     """The searched model for one target and budget (cached in ``folder``)."""
     from edgekit.compress import QAT, ChannelPrune
 
-    name = f"search_{on.replace(':', '_')}_{budget:g}"
+    name = f"search_{on.replace(':', '_')}_{budget:g}_fine{cp.FINE}"
     row = cp._cached(folder / f"{name}.json")
     if row is not None:
         return row
@@ -108,11 +108,11 @@ def searched(dense: Any, data: Any, seed: int, on: str, budget: float, folder: P
 
 def uniform(dense: Any, data: Any, seed: int, channels: int, folder: Path) -> dict[str, Any]:
     """Uniform ChannelPrune to ``channels``, distilled fine-tune, QAT, int8 (cached; the same
-    files ``bench/channel_prune.py --distill yes`` writes)."""
+    files ``bench/channel_prune.py --distill yes`` writes at the same ``--fine``)."""
     from edgekit.compress import QAT, ChannelPrune
 
     ratio = (64 - channels) / 64
-    name = f"pruned_{ratio:g}_distilled"
+    name = f"pruned_{ratio:g}_distilled_fine{cp.FINE}"
     row = cp._cached(folder / f"{name}.json")
     if row is not None:
         return row
@@ -134,16 +134,17 @@ def width(data: Any, seed: int, epochs: int, channels: int, work: Path) -> dict[
     from edgekit.core.model_io import load_model
 
     folder = work / f"seed{seed}"
-    row = cp._cached(folder / f"width_{channels}.json")
+    stem = f"width_{channels}_{epochs + cp.FINE}ep"
+    row = cp._cached(folder / f"{stem}.json")
     if row is not None:
         return row
     narrow = load_model(cp.dense_model(data, seed, epochs + cp.FINE, work, filters=channels))
     qat = QAT.from_config({"epochs": cp.QAT_EPOCHS, "augment_shift": 0,
                            "seed": seed}).apply(narrow, data)
-    return cp._save(folder / f"width_{channels}.json", {
+    return cp._save(folder / f"{stem}.json", {
         "float_accuracy": cp.keras_accuracy(narrow, data), "channels": channels,
         "qat_accuracy": cp.keras_accuracy(qat.model, data),
-        **cp.to_int8(qat.model, data, seed, folder / f"width_{channels}.tflite")})
+        **cp.to_int8(qat.model, data, seed, folder / f"{stem}.tflite")})
 
 
 def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: list[float],
