@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgekit-installed
 OUT    ?= runs/demo
 
-.PHONY: demo test test-all bench lint venv clean kws-deps fuzz reliability
+.PHONY: demo test test-all bench lint venv clean kws-deps bench-deps fuzz reliability
 
 venv: $(STAMP)
 
@@ -51,7 +51,7 @@ reliability: $(STAMP)
 BENCH ?= run_benchmarks bench_method calibration_cost selective_quant distill_digits \
          arm_instructions arch_matrix cli_startup kws channel_rounding channel_coverage \
          channel_prune channel_search ray_sweep
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	@set -e; for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py --out BENCHMARKS.md; done
 
 # The keyword-spotting set (`data: kws`) is spoken by espeak-ng, a Debian/Ubuntu package. The
@@ -60,6 +60,11 @@ kws-deps:
 	@command -v espeak-ng >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
 	  apt-get install -y -q espeak-ng || { apt-get update -q && apt-get install -y -q espeak-ng; }; \
 	  else sudo apt-get install -y -q espeak-ng; fi; }
+
+# What the benchmarks need beyond the venv: espeak-ng (kws) and qemu-user + the ARM sysroot
+# (instruction counts on an emulated Cortex-A72); `make bench` on a fresh machine installs them.
+bench-deps: $(STAMP) kws-deps
+	$(PY) -m device_bench.arm_sysroot --install-host-tools
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgekit converters device_bench models tests bench
