@@ -42,6 +42,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import channel_prune as cp  # noqa: E402  (bench/ is on the path)
 
+from edgekit.core.errors import CheckFailed  # noqa: E402
+
 SEARCH = {"search_steps": 6, "proposal_batches": 50, "validation": 0.1}
 WIDTHS = (56, 48, 40, 32, 24, 16, 8)
 BAND = 0.05
@@ -160,11 +162,15 @@ def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: lis
     for on in targets:
         ratios = uniform_figures(dense, data, seed, on, folder)
         rows: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
         for budget in budgets:
             fits = [c for c in WIDTHS if ratios[c] <= budget]
             channels = max(fits) if fits else None
-            rows[f"searched {budget:g}"] = {**searched(dense, data, seed, on, budget, folder),
-                                            "budget": budget}
+            try:
+                rows[f"searched {budget:g}"] = {
+                    **searched(dense, data, seed, on, budget, folder), "budget": budget}
+            except CheckFailed as e:  # a budget the search cannot meet is a result, not a crash
+                failed[f"searched {budget:g}"] = str(e)
             if channels is not None:
                 rows[f"uniform {budget:g}"] = {**uniform(dense, data, seed, channels, folder),
                                                "budget": budget}
@@ -186,7 +192,7 @@ def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: lis
             row["p50_ratio"], row["a72_ratio"] = (mine, theirs) if on == "local" \
                 else (theirs, mine)
         out["targets"][on] = {"dense_figure": figures["dense"], "uniform_cut_ratios": ratios,
-                              "rows": rows}
+                              "rows": rows, "failed": failed}
     return out
 
 
@@ -259,6 +265,10 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
                 s = t["rows"].get(f"searched {budget:g}")
                 u = t["rows"].get(f"uniform {budget:g}")
                 w = t["rows"].get(f"width {budget:g}")
+                why = t.get("failed", {}).get(f"searched {budget:g}")
+                if why is not None:
+                    goals.append(f"- seed {seed}, {on}, budget {budget:g}: the search failed "
+                                 f"(exit 1 from the stage): {why}: **missed**")
                 if s is None:
                     continue
                 inside = s.get("ratio") is not None and s["ratio"] <= budget
