@@ -18,8 +18,10 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
    ``proposal_batches`` batches and scored on the held-out share. The proposals of a step are
    scored on the search pool (:mod:`~edgekit.compress.search_pool`): here one after another,
    or as Ray tasks when the executor is Ray. The most accurate proposal
-   that meets the goal wins, **if** measured whole, interleaved with its parent, it is faster
-   than the parent; otherwise the next is tried. No step makes the model slower.
+   that meets the goal wins, **if** measured whole, interleaved with its parent and the dense
+   model, it is faster than the parent; otherwise the next is tried. No step makes the model
+   slower. Its figure is the dense figure times child / dense of that run (anchored on the
+   dense model, so measurement error does not accumulate over the steps).
 4. Steps repeat until the measured figure is within the budget. When no group can be cut
    further, or no proposal is faster than its parent, the search fails (``CheckFailed``, exit 1)
    and says by how much it missed.
@@ -158,6 +160,7 @@ class _Search:
                                   batch_size=stage.batch_size, seed=stage.seed)
         self.importance = parse_importance(stage.importance)
         self.budget_goal = 0.0
+        self.dense_figure = 0.0  # the dense model's figure, measured when the search starts
 
     def _estimate(self, parent: keras.Model, parent_figure: float, child: keras.Model) -> float:
         """Measured parent + the cost table's change over the layers whose shape changed."""
@@ -244,11 +247,14 @@ class _Search:
         for p in ranked:
             if p.trained is not None:
                 p.model, p.trained = model_from_bytes(p.trained), None
-            figures = self.meter.compare({"parent": current, "child": p.model})
+            figures = self.meter.compare({"dense": self.model, "parent": current,
+                                          "child": p.model})
             if figures["child"] < figures["parent"]:
-                # the parent, measured again beside the child, anchors the ratio: a machine that
-                # drifts between steps moves both, not the figure
-                p.measured = figure * figures["child"] / figures["parent"]
+                # the dense model, measured again in the same run, anchors the figure: a machine
+                # that drifts between steps moves all three, and unlike a product of step ratios
+                # (child / parent) the error does not add up over the steps (on a noisy host the
+                # chained figure read 0.327 of dense where the confirmation measured 0.263)
+                p.measured = self.dense_figure * figures["child"] / figures["dense"]
                 return p, {"left": left, "goal": asked, "proposals": proposals,
                            "rejected_slower": rejected, "pair": figures}, None
             rejected.append({"group": p.group, "channels": [p.before, p.after],
@@ -265,6 +271,7 @@ class _Search:
         dense_figure = self.meter.compare({"dense": self.model})["dense"]
         budget = self.target.budget(dense_figure)
         self.budget_goal = budget
+        self.dense_figure = dense_figure
         unit = self.target.unit
         self.log(f"channel search: {self.target.describe()}: dense {dense_figure:.6g} {unit}, "
                  f"budget {budget:.6g} {unit}")
@@ -276,7 +283,7 @@ class _Search:
             current, state = saved
             figure, alive, steps = state["figure"], state["alive"], state["steps"]
             dense_figure, budget = state["dense_figure"], state["budget"]
-            self.budget_goal = budget
+            self.budget_goal, self.dense_figure = budget, dense_figure
             self.log(f"channel search: resuming after step {len(steps)} ({figure:.6g} {unit})")
         else:
             self._check_floor(dense_figure, budget)
