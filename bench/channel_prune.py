@@ -157,10 +157,61 @@ def _save(path: Path, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _pruned_name(ratio: float, importance: str, distill: bool) -> str:
+    return (f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
+            + (" distilled" if distill else ""))
+
+
+def pruned_model(dense: Any, data: Any, seed: int, ratio: float, importance: str,
+                 distill: bool, folder: Path) -> dict[str, Any]:
+    """ChannelPrune of the dense model at ``ratio`` (layer scope), ``FINE`` fine-tune epochs
+    (distilled from the dense model or not), ``QAT_EPOCHS`` of QAT, full int8 (cached in
+    ``folder`` under a name that carries ratio, importance, distillation and ``FINE``)."""
+    from edgekit.compress import QAT, ChannelPrune
+
+    stem = f"{_pruned_name(ratio, importance, distill).replace(' ', '_')}_fine{FINE}"
+    row = _cached(folder / f"{stem}.json")
+    if row is not None:
+        return row
+    config = {"ratio": ratio, "importance": importance, "epochs": FINE,
+              "learning_rate": 1e-3, "augment_shift": 0, "seed": seed}
+    if distill:
+        config["distill"] = {"teacher": "float", **DISTILL}
+    cut = ChannelPrune.from_config(config).apply(dense, data)
+    qat = QAT.from_config({"epochs": QAT_EPOCHS, "augment_shift": 0,
+                           "seed": seed}).apply(cut.model, data)
+    return _save(folder / f"{stem}.json", {
+        "float_accuracy": keras_accuracy(cut.model, data),
+        "channels": cut.model.get_layer("conv1").filters,
+        "groups": cut.details["groups"],
+        "qat_accuracy": keras_accuracy(qat.model, data),
+        **to_int8(qat.model, data, seed, folder / f"{stem}.tflite")})
+
+
+def width_model(data: Any, seed: int, epochs: int, channels: int, work: Path
+                ) -> dict[str, Any]:
+    """DS-CNN built with ``channels`` channels, ``epochs + FINE`` epochs from scratch, the same
+    QAT, full int8 (cached in ``work/seed<seed>``)."""
+    from edgekit.compress import QAT
+    from edgekit.core.model_io import load_model
+
+    folder = work / f"seed{seed}"
+    stem = f"width_{channels}_{epochs + FINE}ep"
+    row = _cached(folder / f"{stem}.json")
+    if row is not None:
+        return row
+    narrow = load_model(dense_model(data, seed, epochs + FINE, work, filters=channels))
+    qat = QAT.from_config({"epochs": QAT_EPOCHS, "augment_shift": 0,
+                           "seed": seed}).apply(narrow, data)
+    return _save(folder / f"{stem}.json", {
+        "float_accuracy": keras_accuracy(narrow, data), "channels": channels,
+        "qat_accuracy": keras_accuracy(qat.model, data),
+        **to_int8(qat.model, data, seed, folder / f"{stem}.tflite")})
+
+
 def run_speed(data: Any, seed: int, epochs: int, ratios: list[float], importance: str,
               work: Path, distills: tuple[bool, ...] = (False,)) -> dict[str, Any]:
     """The dense, pruned and width-multiplier models of one seed (see the module docstring)."""
-    from edgekit.compress import QAT, ChannelPrune
     from edgekit.core.model_io import load_model
 
     folder = work / f"seed{seed}"
@@ -170,39 +221,10 @@ def run_speed(data: Any, seed: int, epochs: int, ratios: list[float], importance
                                                            folder / "dense.tflite")}}
     for ratio in ratios:
         for distill in distills:
-            name = (f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
-                    + (" distilled" if distill else ""))
-            stem = f"{name.replace(' ', '_')}_fine{FINE}"
-            row = _cached(folder / f"{stem}.json")
-            if row is None:
-                config = {"ratio": ratio, "importance": importance, "epochs": FINE,
-                          "learning_rate": 1e-3, "augment_shift": 0, "seed": seed}
-                if distill:
-                    config["distill"] = {"teacher": "float", **DISTILL}
-                cut = ChannelPrune.from_config(config).apply(dense, data)
-                qat = QAT.from_config({"epochs": QAT_EPOCHS, "augment_shift": 0,
-                                       "seed": seed}).apply(cut.model, data)
-                row = _save(folder / f"{stem}.json", {
-                    "float_accuracy": keras_accuracy(cut.model, data),
-                    "channels": cut.model.get_layer("conv1").filters,
-                    "groups": cut.details["groups"],
-                    "qat_accuracy": keras_accuracy(qat.model, data),
-                    **to_int8(qat.model, data, seed,
-                              folder / f"{stem}.tflite")})
-            rows[name] = row
-        channels = rows[f"pruned {ratio:g}" + ("" if importance == "l1" else f" {importance}")
-                        + (" distilled" if distills[0] else "")]["channels"]
-        row = _cached(folder / f"width_{channels}_{epochs + FINE}ep.json")
-        if row is None:
-            narrow = load_model(dense_model(data, seed, epochs + FINE, work, filters=channels))
-            qat = QAT.from_config({"epochs": QAT_EPOCHS, "augment_shift": 0,
-                                   "seed": seed}).apply(narrow, data)
-            row = _save(folder / f"width_{channels}_{epochs + FINE}ep.json", {
-                "float_accuracy": keras_accuracy(narrow, data), "channels": channels,
-                "qat_accuracy": keras_accuracy(qat.model, data),
-                **to_int8(qat.model, data, seed,
-                          folder / f"width_{channels}_{epochs + FINE}ep.tflite")})
-        rows[f"width {channels}"] = row
+            rows[_pruned_name(ratio, importance, distill)] = pruned_model(
+                dense, data, seed, ratio, importance, distill, folder)
+        channels = rows[_pruned_name(ratio, importance, distills[0])]["channels"]
+        rows[f"width {channels}"] = width_model(data, seed, epochs, channels, work)
     paths = {k: v["path"] for k, v in rows.items()}
     for name, p50 in time_models(paths).items():
         rows[name]["p50_ms"] = p50

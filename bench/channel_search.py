@@ -108,47 +108,6 @@ def searched(dense: Any, data: Any, seed: int, on: str, budget: float, folder: P
         **cp.to_int8(qat.model, data, seed, folder / f"{name}.tflite")})
 
 
-def uniform(dense: Any, data: Any, seed: int, channels: int, folder: Path) -> dict[str, Any]:
-    """Uniform ChannelPrune to ``channels``, distilled fine-tune, QAT, int8 (cached; the same
-    files ``bench/channel_prune.py --distill yes`` writes at the same ``--fine``)."""
-    from edgekit.compress import QAT, ChannelPrune
-
-    ratio = (64 - channels) / 64
-    name = f"pruned_{ratio:g}_distilled_fine{cp.FINE}"
-    row = cp._cached(folder / f"{name}.json")
-    if row is not None:
-        return row
-    cut = ChannelPrune.from_config({
-        "ratio": ratio, "importance": "l1", "epochs": cp.FINE, "learning_rate": 1e-3,
-        "augment_shift": 0, "seed": seed,
-        "distill": {"teacher": "float", **cp.DISTILL}}).apply(dense, data)
-    qat = QAT.from_config({"epochs": cp.QAT_EPOCHS, "augment_shift": 0,
-                           "seed": seed}).apply(cut.model, data)
-    return cp._save(folder / f"{name}.json", {
-        "float_accuracy": cp.keras_accuracy(cut.model, data), "channels": channels,
-        "groups": cut.details["groups"], "qat_accuracy": cp.keras_accuracy(qat.model, data),
-        **cp.to_int8(qat.model, data, seed, folder / f"{name}.tflite")})
-
-
-def width(data: Any, seed: int, epochs: int, channels: int, work: Path) -> dict[str, Any]:
-    """DS-CNN at ``channels`` from scratch (cached; the files of ``bench/channel_prune.py``)."""
-    from edgekit.compress import QAT
-    from edgekit.core.model_io import load_model
-
-    folder = work / f"seed{seed}"
-    stem = f"width_{channels}_{epochs + cp.FINE}ep"
-    row = cp._cached(folder / f"{stem}.json")
-    if row is not None:
-        return row
-    narrow = load_model(cp.dense_model(data, seed, epochs + cp.FINE, work, filters=channels))
-    qat = QAT.from_config({"epochs": cp.QAT_EPOCHS, "augment_shift": 0,
-                           "seed": seed}).apply(narrow, data)
-    return cp._save(folder / f"{stem}.json", {
-        "float_accuracy": cp.keras_accuracy(narrow, data), "channels": channels,
-        "qat_accuracy": cp.keras_accuracy(qat.model, data),
-        **cp.to_int8(qat.model, data, seed, folder / f"{stem}.tflite")})
-
-
 def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: list[float],
              work: Path) -> dict[str, Any]:
     """Every target and budget of one seed."""
@@ -172,10 +131,12 @@ def run_seed(data: Any, seed: int, epochs: int, targets: list[str], budgets: lis
             except CheckFailed as e:  # a budget the search cannot meet is a result, not a crash
                 failed[f"searched {budget:g}"] = str(e)
             if channels is not None:
-                rows[f"uniform {budget:g}"] = {**uniform(dense, data, seed, channels, folder),
-                                               "budget": budget}
-                rows[f"width {budget:g}"] = {**width(data, seed, epochs, channels, work),
-                                             "budget": budget}
+                # the files bench/channel_prune.py --distill yes writes at the same --fine
+                uniform = cp.pruned_model(dense, data, seed, (64 - channels) / 64, "l1", True,
+                                          folder)
+                rows[f"uniform {budget:g}"] = {**uniform, "budget": budget}
+                rows[f"width {budget:g}"] = {**cp.width_model(data, seed, epochs, channels,
+                                                              work), "budget": budget}
         figures = measure(on, {"dense": dense_row["path"],
                                **{k: v["path"] for k, v in rows.items()}})
         for name, row in rows.items():
@@ -265,7 +226,7 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
                 s = t["rows"].get(f"searched {budget:g}")
                 u = t["rows"].get(f"uniform {budget:g}")
                 w = t["rows"].get(f"width {budget:g}")
-                why = t.get("failed", {}).get(f"searched {budget:g}")
+                why = t["failed"].get(f"searched {budget:g}")
                 if why is not None:
                     goals.append(f"- seed {seed}, {on}, budget {budget:g}: the search failed "
                                  f"(exit 1 from the stage): {why}: **missed**")
