@@ -59,7 +59,7 @@ def _cuts(search: dict) -> list[tuple[str, list[int]]]:
 
 
 def test_proposals_scored_on_the_cluster_match_the_local_search(cluster, conv_stack, digits8):
-    config = {"target": {"macs_ratio": 0.5}, **FAST}
+    config = {"target": {"macs_ratio": 0.5}, **FAST, "search_steps": 2}
     local = ChannelPrune.from_config(config).apply(conv_stack, digits8).details["search"]
     assert local["pool"] == {"kind": "local", "tasks": sum(len(s["proposals"])
                                                            for s in local["steps"])}
@@ -120,9 +120,9 @@ def test_a_latency_search_measures_as_ray_tasks_on_the_bench_node(cluster, wide_
 
 def _sweep_recipe(data: Path) -> dict:
     return {"model": "demo_cnn", "data": str(data),
-            "train": {"epochs": 2, "learning_rate": 0.003, "batch_size": 8},
+            "train": {"epochs": 1, "learning_rate": 0.003, "batch_size": 8},
             "stages": [{"class_name": "ChannelPrune", "config": {
-                "target": {"macs_ratio": 0.6}, **FAST, "batch_size": 8}}],
+                "target": {"macs_ratio": 0.6}, **FAST, "search_steps": 1, "batch_size": 8}}],
             "convert": {"mode": "int8", "calibration_samples": 16, "float32_baseline": False},
             "bench": {"targets": ["local"], "runs": 5, "warmup": 1, "min_seconds": 0.01,
                       "windows": 1},
