@@ -1,7 +1,8 @@
 """Channel search on keyword spotting: budgets met on the target, against uniform and width.
 
 ``python bench/channel_search.py --out BENCHMARKS.md [--seeds 0 1 2]
-[--targets local qemu-aarch64:cortex-a72] [--budgets 0.7 0.5 0.35] [--epochs 30] [--work DIR]``
+[--targets local qemu-aarch64:cortex-a72] [--budgets 0.7 0.5 0.35] [--epochs 30] [--work DIR]
+[--spread]``
 
 Task: ``data: kws`` (espeak-ng speech made here, 12 classes, held-out speakers), DS-CNN (64
 channels) trained ``--epochs`` epochs, full int8 (the same dense model and cache layout as
@@ -47,6 +48,7 @@ from edgekit.core.errors import CheckFailed  # noqa: E402
 SEARCH = {"search_steps": 6, "proposal_batches": 50, "validation": 0.1}
 WIDTHS = (56, 48, 40, 32, 24, 16, 8)
 BAND = 0.05
+SPREAD_NOTE = "; every step also proposes one share of every group (spread)"
 
 
 def _kind(on: str) -> str:
@@ -84,7 +86,8 @@ def searched(dense: Any, data: Any, seed: int, on: str, budget: float, folder: P
     """The searched model for one target and budget (cached in ``folder``)."""
     from edgekit.compress import QAT, ChannelPrune
 
-    name = f"search_{on.replace(':', '_')}_{budget:g}_fine{cp.FINE}"
+    name = f"search_{on.replace(':', '_')}_{budget:g}_fine{cp.FINE}" \
+        f"{'_spread' if SEARCH.get('spread') else ''}"
     row = cp._cached(folder / f"{name}.json")
     if row is not None:
         return row
@@ -192,7 +195,8 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
              f"ChannelPrune `target` ({SEARCH['search_steps']} steps, "
              f"{SEARCH['proposal_batches']} fine-tune batches per proposal, "
              f"{100 * SEARCH['validation']:g} % of the training split held out to score "
-             f"proposals, importance l1) + {cp.FINE} distilled fine-tune epochs + "
+             f"proposals, importance l1{SPREAD_NOTE if SEARCH.get('spread') else ''}) + "
+             f"{cp.FINE} distilled fine-tune epochs + "
              f"{cp.QAT_EPOCHS} QAT epochs. Uniform: ChannelPrune ratio at the widest multiple "
              "of 8 channels whose uncut-weight cut measures within the budget, the same "
              f"fine-tune and QAT. Width: DS-CNN at that width from scratch, {args.epochs + cp.FINE}"
@@ -255,10 +259,12 @@ def render(results: dict[int, dict[str, Any]], args: Any, command: str) -> str:
     return "\n".join(lines)
 
 
-def section_name(targets: list[str]) -> str:
+def section_name(targets: list[str], spread: bool = False) -> str:
     """One BENCHMARKS.md section per target set: ``channel-search-local``,
-    ``channel-search-qemu-aarch64-cortex-a72``, ``channel-search-local_qemu-aarch64-...``."""
-    return "channel-search-" + "_".join(t.replace(":", "-") for t in targets)
+    ``channel-search-qemu-aarch64-cortex-a72``, ``channel-search-local_qemu-aarch64-...``;
+    ``...-spread`` for searches with spread proposals."""
+    return "channel-search-" + "_".join(t.replace(":", "-") for t in targets) + \
+        ("-spread" if spread else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,12 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.7, 0.5, 0.35])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--work", default=None, help="folder for models (reused across runs)")
+    parser.add_argument("--spread", action="store_true",
+                        help="the search also proposes every group cut by one share (its own "
+                             "cache names and section)")
     parser.add_argument("--quick", action="store_true",
                         help="one-epoch fine-tunes, short search, two timing rounds (smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
         cp.FINE, cp.QAT_EPOCHS, cp.ROUNDS = 1, 1, 2
         SEARCH.update(search_steps=2, proposal_batches=5)
+    if args.spread:
+        SEARCH["spread"] = True
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="channel-search-bench-") as tmp:
         work = Path(args.work or tmp)
@@ -286,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     command = (f"python bench/channel_search.py --out BENCHMARKS.md --seeds "
                f"{' '.join(map(str, args.seeds))} --targets {' '.join(args.targets)} "
                f"--budgets {' '.join(f'{b:g}' for b in args.budgets)} --epochs {args.epochs}"
-               f" --work WORK{' --quick' if args.quick else ''}")
+               f" --work WORK{' --spread' if args.spread else ''}"
+               f"{' --quick' if args.quick else ''}")
     md = render(results, args, command)
     md += f"\n\nWhole run: {(time.perf_counter() - t0) / 60:.0f} min."
     print(md)
@@ -294,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and not args.quick:
         from sections import write_section
 
-        write_section(args.out, section_name(args.targets), md)
+        write_section(args.out, section_name(args.targets, args.spread), md)
     return 0
 
 

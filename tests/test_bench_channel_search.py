@@ -57,3 +57,10 @@ def test_a_failed_search_is_a_missed_goal_with_its_reason_and_the_baselines_stay
                                f"the stage): {why}: **missed**"]
     assert "| uniform 0.35 | 0.35 | 24 |" in md and "| width 0.35 |" in md
     assert "| searched 0.35 |" not in md
+
+
+def test_spread_searches_get_their_own_section() -> None:
+    bench = _bench()
+    assert bench.section_name(["qemu-aarch64:cortex-a72"]) == \
+        "channel-search-qemu-aarch64-cortex-a72"
+    assert bench.section_name(["local"], spread=True) == "channel-search-local-spread"

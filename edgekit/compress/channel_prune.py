@@ -199,6 +199,8 @@ class ChannelPrune(LayerSelectingStage):
         search_steps: Steps the search takes from the dense figure to the budget.
         proposal_batches: Fine-tune batches of each search proposal before it is scored.
         validation: Share of the training split the search holds out to score proposals.
+        spread: The search also proposes, at each step, every group cut by the same share
+            (the gentlest share that meets the step's goal) beside the one-group cuts.
         importance: A criterion name (``l1``, ``l2``, ``bn_gamma``, ``taylor``, ``fisher``,
             ``snip``, ``hessian``, ``activation``, ``apoz``) or ``{name: weight}``.
         scope: ``layer`` (every group loses ``ratio``) or ``global`` (one threshold).
@@ -225,6 +227,7 @@ class ChannelPrune(LayerSelectingStage):
     search_steps: int = 6
     proposal_batches: int = 50
     validation: float = 0.1
+    spread: bool = False
     importance: Any = "l1"
     scope: str = "layer"
     max_layer_ratio: float = 0.8
@@ -251,6 +254,8 @@ class ChannelPrune(LayerSelectingStage):
                 value = getattr(self, key)
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise InputError(f"{key} must be an integer >= 1, got {value!r}")
+            if not isinstance(self.spread, bool):
+                raise InputError(f"spread must be true or false, got {self.spread!r}")
             if isinstance(self.validation, bool) or \
                     not isinstance(self.validation, (int, float)) or \
                     not 0.0 < self.validation <= 0.5:

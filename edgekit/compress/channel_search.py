@@ -13,6 +13,9 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
    parent plus the change the per-layer cost table (:mod:`~edgekit.compress.cost_table`,
    measured on the target and cached per board) gives for the layers the cut touches, so
    channel counts that cost the same as a larger count (one SIMD tile) are never chosen over it.
+   With ``spread`` the step also proposes every group cut by one share (the gentlest share of
+   95 %, 90 % ... 5 % that meets the goal, found by bisection on the estimate), so a goal that
+   one group reaches only by a deep cut can be met by a shallow cut of all of them.
 3. Each proposal removes the group's least important channels (the stage's ``importance``),
    re-estimates BatchNormalization statistics (adaptive BN), is fine-tuned for
    ``proposal_batches`` batches and scored on the held-out share. The proposals of a step are
@@ -123,12 +126,16 @@ def split_validation(data: Dataset, share: float, seed: int) -> tuple[Dataset, n
     return train, data.x_train[val], data.y_train[val]
 
 
+SPREAD = "spread"  # the group name a spread proposal (every group by one share) reports
+
+
 @dataclasses.dataclass
 class _Proposal:
-    group: str
-    before: int
+    group: str  # the group cut, or SPREAD
+    before: int  # channels before and after (summed over the groups of a spread)
     after: int
-    removed: list[int]
+    cuts: dict[str, list[int]]  # group -> the channels removed (indices into the parent's)
+    sizes: dict[str, tuple[int, int]]  # group -> (channels before, after)
     model: keras.Model
     estimate: float
     meets_goal: bool
@@ -186,23 +193,86 @@ class _Search:
                                         scores[group.name])
             if found is not None:
                 proposals.append(found)
+        if self.stage.spread:
+            spread = self._propose_spread(parent, parent_figure, goal, graph, chosen, scores)
+            if spread is not None:
+                proposals.append(spread)
         return proposals, left
+
+    def _cut(self, parent: keras.Model, parent_figure: float, goal: float, graph: Any,
+             counts: dict[str, tuple[ChannelGroup, np.ndarray, int]], label: str
+             ) -> _Proposal:
+        """The proposal that keeps ``count`` channels of each group (its highest-scored ones)."""
+        cuts = {}
+        for name, (group, score, count) in counts.items():
+            order = np.lexsort((np.arange(group.size), np.asarray(score)))  # lowest score first
+            cuts[name] = sorted(int(c) for c in order[:group.size - count])
+        child, _ = remove_channels(parent, graph, cuts)
+        estimate = self._estimate(parent, parent_figure, child)
+        sizes = {name: (group.size, count) for name, (group, _, count) in counts.items()}
+        return _Proposal(label, sum(b for b, _ in sizes.values()),
+                         sum(a for _, a in sizes.values()), cuts, sizes, child, estimate,
+                         estimate <= goal)
 
     def _propose_group(self, parent: keras.Model, parent_figure: float, goal: float,
                        graph: Any, group: ChannelGroup, score: np.ndarray) -> _Proposal | None:
-        order = np.lexsort((np.arange(group.size), np.asarray(score)))  # lowest score first
         last = None
         for count in candidate_counts(group.size, self.stage.round_to):
-            removed = sorted(int(c) for c in order[:group.size - count])
-            child, _ = remove_channels(parent, graph, {group.name: removed})
-            estimate = self._estimate(parent, parent_figure, child)
-            if estimate >= parent_figure:
+            found = self._cut(parent, parent_figure, goal, graph,
+                              {group.name: (group, score, count)}, group.name)
+            if found.estimate >= parent_figure:
                 continue  # inside one tile of the target's kernels: saves nothing, keep them
-            last = _Proposal(group.name, group.size, count, removed, child, estimate,
-                             estimate <= goal)
+            last = found
             if last.meets_goal:
                 return last
         return last
+
+    def _propose_spread(self, parent: keras.Model, parent_figure: float, goal: float,
+                        graph: Any, chosen: list[ChannelGroup], scores: dict[str, np.ndarray]
+                        ) -> _Proposal | None:
+        """Every chosen group cut by the same share: the gentlest spread cut meeting the goal.
+
+        A per-group proposal must reach the step's goal with one group, so on a model whose
+        groups each hold a small part of the work every accepted cut takes one group far; this
+        one keeps ``round_to`` multiples of the same share of every group (HALP and AMC
+        allocate the cut over all layers at once). The shares run 95 % down to 5 % in steps of
+        5 %; the plans they give (two groups cut at least) are searched by bisection on the
+        estimate, so a step measures the cost of a few plans, not of every share.
+
+        Returns:
+            The gentlest plan whose estimate meets ``goal``, else the deepest plan that is
+            cheaper than the parent, else None (fewer than two groups can shrink).
+        """
+        step = max(1, self.stage.round_to)
+        by_name = {g.name: g for g in chosen}
+        plans: list[dict[str, int]] = []
+        for k in range(19, 0, -1):
+            plan = {g.name: max(step, int(g.size * k / 20) // step * step) for g in chosen}
+            plan = {name: n for name, n in plan.items() if n < by_name[name].size}
+            if len(plan) >= 2 and plan not in plans:
+                plans.append(plan)
+        if not plans:
+            return None
+        tried: dict[int, _Proposal] = {}
+
+        def at(i: int) -> _Proposal:
+            if i not in tried:
+                tried[i] = self._cut(parent, parent_figure, goal, graph, {
+                    name: (by_name[name], scores[name], n) for name, n in plans[i].items()},
+                    SPREAD)
+            return tried[i]
+
+        if not at(len(plans) - 1).meets_goal:
+            deepest = at(len(plans) - 1)
+            return deepest if deepest.estimate < parent_figure else None
+        lo, hi = 0, len(plans) - 1  # plans[hi] meets the goal; find the gentlest that does
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if at(mid).meets_goal:
+                hi = mid
+            else:
+                lo = mid + 1
+        return at(hi)
 
     def _score(self, proposals: list[_Proposal]) -> None:
         """Scores every proposal of a step on the pool (BN re-estimation, short fine-tune)."""
@@ -306,23 +376,29 @@ class _Search:
             if accepted is None:
                 break
             current, parent_figure, figure = accepted.model, figure, accepted.measured
-            kept = alive.setdefault(accepted.group, list(range(accepted.before)))
-            gone = set(accepted.removed)
-            alive[accepted.group] = [c for i, c in enumerate(kept) if i not in gone]
+            for name, removed in accepted.cuts.items():
+                kept = alive.setdefault(name, list(range(accepted.sizes[name][0])))
+                gone = set(removed)
+                alive[name] = [c for i, c in enumerate(kept) if i not in gone]
             steps.append({
                 "step": len(steps) + 1, "goal": info["goal"], "group": accepted.group,
-                "channels": [accepted.before, accepted.after], "estimate": accepted.estimate,
+                "channels": [accepted.before, accepted.after],
+                "cuts": {n: list(v) for n, v in accepted.sizes.items()},
+                "estimate": accepted.estimate,
                 "measured": figure, "parent": parent_figure, "pair": info["pair"],
                 "validation_accuracy": accepted.accuracy,
                 "macs": int(keras_work(current)["macs"]),
                 "proposals": [{"group": p.group, "channels": [p.before, p.after],
+                               "cuts": {n: list(v) for n, v in p.sizes.items()},
                                "estimate": p.estimate, "meets_goal": p.meets_goal,
                                "validation_accuracy": p.accuracy, "worker": p.worker,
                                "seconds": round(p.seconds, 2)} for p in info["proposals"]],
                 "rejected_slower": info["rejected_slower"]})
             self._save_checkpoint(current, {"figure": figure, "alive": alive, "steps": steps,
                                             "dense_figure": dense_figure, "budget": budget})
-            self.log(f"step {len(steps)}: {accepted.group} {accepted.before}->{accepted.after}; "
+            what = accepted.group if accepted.group != SPREAD else \
+                f"{SPREAD} over {len(accepted.cuts)} groups"
+            self.log(f"step {len(steps)}: {what} {accepted.before}->{accepted.after}; "
                      f"{figure:.6g} {unit} (parent {parent_figure:.6g}, estimate "
                      f"{accepted.estimate:.6g}, goal {info['goal']:.6g}); validation accuracy "
                      f"{100 * (accepted.accuracy or 0):.2f} %")

@@ -113,6 +113,55 @@ def test_macs_budget_is_met_step_by_step(conv_stack, digits8) -> None:
     assert out.details["work"]["after"]["macs"] == search["searched_figure"]
 
 
+def _spread_plan(sizes: dict[str, int], k: int) -> dict[str, int]:
+    """Kept counts of a spread share of k/20 (multiples of 8, at least 8), cut groups only."""
+    plan = {n: max(8, int(size * k / 20) // 8 * 8) for n, size in sizes.items()}
+    return {n: c for n, c in plan.items() if c < sizes[n]}
+
+
+def test_spread_proposes_the_gentlest_share_of_every_group_that_meets_the_goal(
+        conv_stack, digits8) -> None:
+    from edgekit.compress.channel_graph import build_channel_graph
+    from edgekit.compress.channel_surgery import remove_channels
+
+    config = {"target": {"macs_ratio": 0.5}, **FAST, "search_steps": 1, "spread": True}
+    out = ChannelPrune.from_config(config).apply(conv_stack, digits8)
+    search = out.details["search"]
+    assert keras_work(out.model)["macs"] == search["searched_figure"] <= search["budget"]
+    first = search["steps"][0]
+    spread = [p for p in first["proposals"] if p["group"] == "spread"]
+    assert len(spread) == 1 and len(first["proposals"]) == 4  # 3 groups + the spread
+    cuts = spread[0]["cuts"]
+    sizes = {n: g.size for n, g in ((g.name, g) for g in build_channel_graph(conv_stack).groups)
+             if n in {"c1", "c2", "c3"}}
+    shares = [k for k in range(19, 0, -1) if _spread_plan(sizes, k) == {
+        n: after for n, (_, after) in cuts.items()}]
+    assert shares and len(cuts) >= 2, cuts  # one share of every group, two groups at least
+    assert spread[0]["channels"] == [sum(b for b, _ in cuts.values()),
+                                     sum(a for _, a in cuts.values())]
+    assert spread[0]["meets_goal"] and spread[0]["estimate"] <= first["goal"]
+
+    def macs(plan: dict[str, int]) -> int:
+        graph = build_channel_graph(conv_stack)
+        model, _ = remove_channels(conv_stack, graph, {
+            n: list(range(sizes[n] - c)) for n, c in plan.items()})
+        return keras_work(model)["macs"]
+
+    assert macs({n: a for n, (_, a) in cuts.items()}) == spread[0]["estimate"]
+    gentler = next(_spread_plan(sizes, k) for k in range(max(shares) + 1, 20)
+                   if _spread_plan(sizes, k) != _spread_plan(sizes, max(shares)))
+    assert macs(gentler) > first["goal"]  # the next gentler plan misses the step's goal
+    if first["group"] == "spread":  # accepted (the more accurate here): every group shrank
+        assert first["cuts"] == cuts and {n: g["after"] for n, g in out.details["groups"].items()
+                                          if n in cuts} == {n: a for n, (_, a) in cuts.items()}
+        assert all(len(out.details["removed"][n]) == b - a for n, (b, a) in cuts.items())
+    without = ChannelPrune.from_config({**config, "spread": False}).apply(conv_stack, digits8)
+    assert all(p["group"] != "spread" for s in without.details["search"]["steps"]
+               for p in s["proposals"])
+    with pytest.raises(InputError, match=r"spread must be true or false, got 'yes'"):
+        ChannelPrune.from_config({**config, "spread": "yes"})
+
+
 def test_a_budget_that_cannot_be_met_fails_at_once_with_the_figure(conv_stack, digits8) -> None:
     stage = ChannelPrune.from_config({"target": {"macs_ratio": 0.01}, **FAST})
     with pytest.raises(CheckFailed) as err:
