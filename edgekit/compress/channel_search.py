@@ -13,6 +13,9 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
    parent plus the change the per-layer cost table (:mod:`~edgekit.compress.cost_table`,
    measured on the target and cached per board) gives for the layers the cut touches, so
    channel counts that cost the same as a larger count (one SIMD tile) are never chosen over it.
+   An estimate of zero or less is impossible (a parent's entry measured in a spike, or a stale
+   table): the parent's layers it subtracted are measured again, once per search, and replace
+   their table entries.
    With ``spread`` the step also proposes every group cut by one share (the gentlest share of
    95 %, 90 % ... 5 % that meets the goal, found by bisection on the estimate), so a goal that
    one group reaches only by a deep cut can be met by a shallow cut of all of them.
@@ -168,6 +171,7 @@ class _Search:
         self.importance = parse_importance(stage.importance)
         self.budget_goal = 0.0
         self.dense_figure = 0.0  # the dense model's figure, measured when the search starts
+        self._remeasured: set[str] = set()  # table entries measured again after a bad estimate
 
     def _estimate(self, parent: keras.Model, parent_figure: float, child: keras.Model) -> float:
         """Measured parent + the cost table's change over the layers whose shape changed."""
@@ -178,8 +182,20 @@ class _Search:
                    if (sig := layer_signature(layer)) is not None and sig != before.get(layer.name)]
         sigs = [s for pair in changed for s in pair if s is not None]
         costs = self.meter.layer_costs(sigs)
-        return parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
-                                   for old, new in changed)
+        estimate = parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
+                                       for old, new in changed)
+        # No model costs nothing: an estimate at or below zero subtracted too much, so one of
+        # the parent's layer entries (the subtracted ones) was measured in a spike or is stale.
+        # Those are measured again, once per search, and replace their table entries.
+        redo = [old for old, _ in changed if old is not None and old not in self._remeasured]
+        if estimate <= 0 and redo:
+            self._remeasured.update(redo)
+            costs = self.meter.layer_costs(sigs, again=redo)
+            self.log(f"channel search: estimate {estimate:.6g} {self.target.unit} is "
+                     f"impossible; measured the parent's {len(redo)} layer shape(s) again")
+            estimate = parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
+                                           for old, new in changed)
+        return estimate
 
     def _propose(self, parent: keras.Model, parent_figure: float, goal: float
                  ) -> tuple[list[_Proposal], dict[str, str]]:
@@ -412,6 +428,7 @@ class _Search:
                    "cost_table": {"path": str(self.meter.table_path or ""),
                                   "hits": self.meter.hits, "misses": self.meter.misses,
                                   "measurements": self.meter.measurements,
+                                  "remeasured": self.meter.remeasured,
                                   "noisy": self.meter.noisy},
                    "pool": self.pool.stats(),
                    "search_seconds": round(time.perf_counter() - t0, 1)}

@@ -33,7 +33,7 @@ import io
 import json
 import statistics
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,7 @@ class CostMeter:
         self.hits = 0
         self.misses = 0
         self.measurements = 0
+        self.remeasured = 0  # table entries measured again on request (an impossible estimate)
         self.runtime: dict[str, Any] | None = None
         self.noisy = 0  # measurements whose window medians spread more than device_bench likes
         self._warned: set[str] = set()
@@ -260,11 +261,14 @@ class CostMeter:
         self._table_path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self._table_path, {"key": self.table_key(), "entries": self._table})
 
-    def layer_costs(self, signatures: list[str]) -> dict[str, float]:
+    def layer_costs(self, signatures: list[str], again: Iterable[str] = ()
+                    ) -> dict[str, float]:
         """The table's cost of each layer signature, measuring (and caching) the missing ones.
 
         Args:
             signatures: :func:`layer_signature` strings.
+            again: Signatures to measure again even if the table has them (the new figure
+                replaces the cached one): entries that gave an impossible estimate.
 
         Returns:
             Signature -> cost (ms or instructions; MACs of the layer for ``macs``).
@@ -280,19 +284,23 @@ class CostMeter:
         if self._table_path is None:
             raise InputError("the cost table is keyed on the runtime: measure a whole model "
                              "(CostMeter.compare) before asking for layer costs")
-        missing = [s for s in dict.fromkeys(signatures) if s not in self._table]
-        self.hits += len(set(signatures)) - len(missing)
+        redo = {s for s in again if s in self._table} & set(signatures)
+        missing = [s for s in dict.fromkeys(signatures) if s not in self._table or s in redo]
+        self.hits += len(set(signatures) - set(missing))
         for i, sig in enumerate(missing):
             model = _one_layer_model(sig)
             rng = np.random.default_rng(i)
             calibration = rng.standard_normal((8, *model.input_shape[1:])).astype(np.float32)
-            path = self._convert(model, f"layer-{len(self._table)}", calibration)
+            path = self._convert(model, f"layer-{self.misses + self.remeasured}", calibration)
+            if sig in redo:
+                self.remeasured += 1
+            else:
+                self.misses += 1
             self._table[sig] = self._measure_file(path)
-            self.misses += 1
         if missing:
             self._save_table()
-            self.log(f"measured {len(missing)} layer shape(s) on {self.target.on}; table has "
-                     f"{len(self._table)}")
+            self.log(f"measured {len(missing)} layer shape(s) on {self.target.on}"
+                     f"{f' ({len(redo)} again)' if redo else ''}; table has {len(self._table)}")
         return {s: self._table[s] for s in signatures}
 
     def close(self) -> None:

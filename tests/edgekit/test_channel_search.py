@@ -404,3 +404,45 @@ def test_a_cut_measured_slower_than_its_parent_is_never_accepted(
     # dense, the floor model (conv1 at 1 channel) and the child were each counted once: the
     # parent measured again beside the child is the dense file, not run a second time
     assert meter.measurements == 3
+
+
+def test_an_impossible_estimate_measures_its_layers_again(
+        odd_count_model, digits8, tmp_path: Path) -> None:
+    """A cached table whose entries for conv1 at 32 channels (and what it feeds) read ten
+    million instructions makes every cut of conv1 estimate below zero; the search measures
+    those layers again, replaces them in the cached table, and estimates from real counts
+    (about 10 guest counts of a tiny model: the dense one twice, the floor, six layers, the
+    child)."""
+    from qemu_fixture import prepare_qemu
+
+    from edgekit.compress.channel_search import search_channels
+    from edgekit.compress.cost_table import CostMeter, layer_signature
+
+    prepare_qemu(need_plugin=True)
+    config = {"target": {"instructions_ratio": 0.9, "on": "qemu-aarch64:cortex-a72"},
+              "round_to": 16, "layers": {"names": ["conv1"]}, "search_steps": 1, "epochs": 0,
+              "proposal_batches": 1, "augment_shift": 0}
+    stage = ChannelPrune.from_config(config)
+    target = parse_search_target(config["target"])
+    calibration = digits8.x_train[:16]
+    keyed = CostMeter(target, calibration, cache_dir=tmp_path)
+    try:
+        keyed.compare({"dense": odd_count_model})  # keys the table on the emulator's runtime
+    finally:
+        keyed.close()
+    spiked = {layer_signature(odd_count_model.get_layer(n)): 1e7 for n in ("conv1", "dw", "pw")}
+    keyed.table_path.write_text(json.dumps({"key": keyed.table_key(), "entries": spiked}))
+
+    lines: list[str] = []
+    meter = CostMeter(target, calibration, cache_dir=tmp_path)
+    _, details = search_channels(stage, odd_count_model, digits8, target, meter=meter,
+                                 log=lines.append)
+    # the three spiked entries: only an entry the estimate subtracts can make it too low
+    assert meter.remeasured == 3 and details["cost_table"]["remeasured"] == 3
+    assert sum("is impossible; measured the parent's 3 layer shape(s) again" in line
+               for line in lines) == 1  # once per search, not for every count of conv1
+    entries = json.loads(keyed.table_path.read_text())["entries"]
+    assert all(0 < entries[sig] < 1e6 for sig in spiked)  # real counts replaced the spikes
+    assert all(0 < p["estimate"] < details["dense_figure"]
+               for step in details["steps"] for p in step["proposals"])
+    assert details["searched_figure"] <= details["budget"]
