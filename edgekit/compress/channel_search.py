@@ -36,8 +36,9 @@ arXiv 1804.03230), driven by what the target measures, never by MACs alone:
    (``epochs``, optionally distilled); QAT and full-int8 conversion follow as stages, and the
    report checks the budget again on the shipped model (:mod:`edgekit.report_search`).
 
-On the last step (its goal is the budget) a proposal whose estimate lands within ``BAND`` (5 %)
-under the budget is preferred over a more accurate one that cuts further than asked. A goal
+On the step that crosses the budget (its goal, or a cut that saves more than the step asks) a
+proposal whose estimate lands within ``BAND`` (5 %) under the budget is preferred over a more
+accurate one that cuts further (:func:`_rank`). A goal
 that only a destructive cut reaches alone is not forced: a proposal more than
 ``ACCURACY_SLACK`` (3 points) more accurate that covers at least ``PROGRESS`` (a quarter) of the
 step is taken first, and the search goes on from it (up to four times ``search_steps`` steps).
@@ -84,7 +85,7 @@ from edgekit.data import Dataset
 
 __all__ = ["BAND", "candidate_counts", "search_channels", "split_validation"]
 
-BAND = 0.05  # the last step prefers proposals within 5 % under the budget
+BAND = 0.05  # the step that crosses the budget prefers proposals within 5 % under it
 ACCURACY_SLACK = 0.03  # held-out accuracy a goal-meeting proposal may lose to a partial one
 PROGRESS = 0.25  # ... when the partial one covers at least this share of the step
 
@@ -147,6 +148,38 @@ class _Proposal:
     trained: bytes | None = None  # the model after BN re-estimation and the short fine-tune
     worker: str = ""
     seconds: float = 0.0
+
+
+def _rank(proposals: list[_Proposal], figure: float, asked: float, budget: float
+          ) -> list[_Proposal]:
+    """The order in which a step's scored proposals are measured against their parent.
+
+    Goal-meeting proposals first; among them, those whose estimate does not cut past the
+    budget's band (more than ``BAND`` under ``budget``): cutting further than the budget asks
+    costs accuracy for nothing, on whichever step the budget is crossed (a step whose goal is
+    above the budget can still cross it: one rounding step of a wide group can save more than
+    the step asks). Then the most accurate, then the cheapest. A goal only a destructive cut
+    reaches alone (one group to a few channels) is not worth it: a proposal more than
+    ``ACCURACY_SLACK`` more accurate that still covers ``PROGRESS`` of the way is taken first,
+    and the next step goes on from there.
+
+    Args:
+        proposals: The step's proposals, scored.
+        figure: The parent's figure.
+        asked: The step's goal.
+        budget: The search's budget.
+
+    Returns:
+        The proposals, best first.
+    """
+    ranked = sorted(proposals, key=lambda p: (
+        not p.meets_goal, p.estimate < (1 - BAND) * budget, -(p.accuracy or 0.0), p.estimate))
+    best = max(proposals, key=lambda p: p.accuracy or 0.0)
+    if ranked[0] is not best and (best.accuracy or 0.0) - (ranked[0].accuracy or 0.0) \
+            > ACCURACY_SLACK and figure - best.estimate >= PROGRESS * (figure - asked):
+        ranked.remove(best)
+        ranked.insert(0, best)
+    return ranked
 
 
 class _Search:
@@ -315,20 +348,7 @@ class _Search:
         if not proposals:
             return None, {"left": left}, "no group can be cut further"
         self._score(proposals)
-        # On the last step (the goal is the budget) a proposal that lands within BAND of it is
-        # preferred: cutting further than the budget asks costs accuracy for nothing.
-        last = asked <= self.budget_goal * (1 + 1e-9)
-        ranked = sorted(proposals, key=lambda p: (
-            not p.meets_goal, last and p.estimate < (1 - BAND) * asked, -(p.accuracy or 0.0),
-            p.estimate))
-        # A goal only a destructive cut reaches alone (one group to a few channels) is not worth
-        # it: a proposal more than ACCURACY_SLACK more accurate that still covers PROGRESS of the
-        # way is taken first, and the next step goes on from there.
-        best = max(proposals, key=lambda p: p.accuracy or 0.0)
-        if ranked[0] is not best and (best.accuracy or 0.0) - (ranked[0].accuracy or 0.0) \
-                > ACCURACY_SLACK and figure - best.estimate >= PROGRESS * (figure - asked):
-            ranked.remove(best)
-            ranked.insert(0, best)
+        ranked = _rank(proposals, figure, asked, self.budget_goal)
         rejected = []
         for p in ranked:
             if p.trained is not None:

@@ -83,6 +83,29 @@ def test_candidate_counts(size: int, round_to: int, counts: list[int]) -> None:
     assert candidate_counts(size, round_to) == counts
 
 
+def _proposal(group: str, estimate: float, goal: float, accuracy: float):
+    from edgekit.compress.channel_search import _Proposal
+
+    return _Proposal(group, 64, 56, {group: [0]}, {group: (64, 56)}, None, estimate,
+                     estimate <= goal, accuracy=accuracy)
+
+
+def test_the_step_that_crosses_the_budget_prefers_a_cut_within_its_band() -> None:
+    """Budget 70, parent 80, step goal 75: a cut to 66 (inside 5 % under 70) beats a more
+    accurate one to 60 (past the band), even though the step's own goal is above the budget;
+    a cut that meets no goal comes last; a step nowhere near the budget ranks on accuracy."""
+    from edgekit.compress.channel_search import _rank
+
+    past, inside, short = (_proposal("a", 60, 75, 0.90), _proposal("b", 66.6, 75, 0.89),
+                           _proposal("c", 77, 75, 0.91))
+    assert [p.group for p in _rank([past, inside, short], 80, 75, 70)] == ["b", "a", "c"]
+    early = [_proposal("a", 150, 160, 0.90), _proposal("b", 140, 160, 0.91)]
+    assert [p.group for p in _rank(early, 200, 160, 70)] == ["b", "a"]
+    # more than 3 points more accurate and a quarter of the way: taken first
+    gentle = _proposal("d", 78, 75, 0.99)
+    assert _rank([past, inside, gentle], 80, 75, 70)[0] is gentle
+
+
 def test_validation_share_is_held_out_of_training(digits8) -> None:
     train, vx, _ = split_validation(digits8, 0.1, seed=0)
     assert len(vx) == round(0.1 * len(digits8.x_train))
