@@ -379,31 +379,45 @@ def odd_count_model():
     return keras.Model(inp, L.Dense(10, name="logits")(x))
 
 
+def _conv1_search(ratio: float, round_to: int) -> tuple[ChannelPrune, SearchTarget]:
+    """A one-step search on the emulated A72 that may cut only conv1, with no fine-tune."""
+    from qemu_fixture import prepare_qemu
+
+    prepare_qemu(need_plugin=True)
+    config = {"target": {"instructions_ratio": ratio, "on": "qemu-aarch64:cortex-a72"},
+              "round_to": round_to, "layers": {"names": ["conv1"]}, "search_steps": 1,
+              "epochs": 0, "proposal_batches": 1, "augment_shift": 0}
+    return ChannelPrune.from_config(config), parse_search_target(config["target"])
+
+
+def _cache_table(target: SearchTarget, model, calibration: np.ndarray, folder: Path,
+                 entries: dict[str, float]) -> Path:
+    """Writes ``entries`` as the cached cost table of ``target``, keyed on the runtime a real
+    count of ``model`` reports (stale, or copied from another board under the same key)."""
+    from edgekit.compress.cost_table import CostMeter
+
+    keyed = CostMeter(target, calibration, cache_dir=folder)
+    try:
+        keyed.compare({"dense": model})
+    finally:
+        keyed.close()
+    keyed.table_path.write_text(json.dumps({"key": keyed.table_key(), "entries": entries}))
+    return keyed.table_path
+
+
 def test_a_cut_measured_slower_than_its_parent_is_never_accepted(
         odd_count_model, digits8, tmp_path: Path) -> None:
     """The rule holds even when the estimate lies: a cost table (stale, or copied from another
     board under the same key) says conv1 at 31 channels costs nothing; the real count on the
     emulated A72 says the 31-channel child is slower than its parent, so it is rejected, named
     with both figures, and the search fails rather than ship it."""
-    from qemu_fixture import prepare_qemu
-
     from edgekit.compress.channel_graph import build_channel_graph
     from edgekit.compress.channel_search import search_channels
     from edgekit.compress.channel_surgery import remove_channels
     from edgekit.compress.cost_table import CostMeter, layer_signature
 
-    prepare_qemu(need_plugin=True)
-    config = {"target": {"instructions_ratio": 0.95, "on": "qemu-aarch64:cortex-a72"},
-              "round_to": 1, "layers": {"names": ["conv1"]}, "search_steps": 1, "epochs": 0,
-              "proposal_batches": 1, "augment_shift": 0}
-    stage = ChannelPrune.from_config(config)
-    target = parse_search_target(config["target"])
+    stage, target = _conv1_search(0.95, round_to=1)
     calibration = digits8.x_train[:16]
-    keyed = CostMeter(target, calibration, cache_dir=tmp_path)
-    try:
-        keyed.compare({"dense": odd_count_model})  # keys the table on the emulator's runtime
-    finally:
-        keyed.close()
     child, _ = remove_channels(odd_count_model, build_channel_graph(odd_count_model),
                                {"conv1": [0]})
     before = {layer.name: layer_signature(layer) for layer in odd_count_model.layers}
@@ -413,7 +427,7 @@ def test_a_cut_measured_slower_than_its_parent_is_never_accepted(
         if sig is not None and sig != before[layer.name]:
             lies[before[layer.name]], lies[sig] = 1e4, 0.0
     assert len(lies) == 6  # conv1, dw and pw change shape
-    keyed.table_path.write_text(json.dumps({"key": keyed.table_key(), "entries": lies}))
+    _cache_table(target, odd_count_model, calibration, tmp_path, lies)
 
     meter = CostMeter(target, calibration, cache_dir=tmp_path)
     with pytest.raises(CheckFailed) as failed:
@@ -436,25 +450,13 @@ def test_an_impossible_estimate_measures_its_layers_again(
     those layers again, replaces them in the cached table, and estimates from real counts
     (about 10 guest counts of a tiny model: the dense one twice, the floor, six layers, the
     child)."""
-    from qemu_fixture import prepare_qemu
-
     from edgekit.compress.channel_search import search_channels
     from edgekit.compress.cost_table import CostMeter, layer_signature
 
-    prepare_qemu(need_plugin=True)
-    config = {"target": {"instructions_ratio": 0.9, "on": "qemu-aarch64:cortex-a72"},
-              "round_to": 16, "layers": {"names": ["conv1"]}, "search_steps": 1, "epochs": 0,
-              "proposal_batches": 1, "augment_shift": 0}
-    stage = ChannelPrune.from_config(config)
-    target = parse_search_target(config["target"])
+    stage, target = _conv1_search(0.9, round_to=16)
     calibration = digits8.x_train[:16]
-    keyed = CostMeter(target, calibration, cache_dir=tmp_path)
-    try:
-        keyed.compare({"dense": odd_count_model})  # keys the table on the emulator's runtime
-    finally:
-        keyed.close()
     spiked = {layer_signature(odd_count_model.get_layer(n)): 1e7 for n in ("conv1", "dw", "pw")}
-    keyed.table_path.write_text(json.dumps({"key": keyed.table_key(), "entries": spiked}))
+    table = _cache_table(target, odd_count_model, calibration, tmp_path, spiked)
 
     lines: list[str] = []
     meter = CostMeter(target, calibration, cache_dir=tmp_path)
@@ -464,7 +466,7 @@ def test_an_impossible_estimate_measures_its_layers_again(
     assert meter.remeasured == 3 and details["cost_table"]["remeasured"] == 3
     assert sum("is impossible; measured the parent's 3 layer shape(s) again" in line
                for line in lines) == 1  # once per search, not for every count of conv1
-    entries = json.loads(keyed.table_path.read_text())["entries"]
+    entries = json.loads(table.read_text())["entries"]
     assert all(0 < entries[sig] < 1e6 for sig in spiked)  # real counts replaced the spikes
     assert all(0 < p["estimate"] < details["dense_figure"]
                for step in details["steps"] for p in step["proposals"])
