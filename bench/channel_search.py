@@ -106,7 +106,15 @@ def searched(dense: Any, data: Any, seed: int, on: str, budget: float, folder: P
         "channels": {g: v["after"] for g, v in cut.details["groups"].items()},
         "search": {"steps": len(s["steps"]), "searched_ratio": s["searched_figure"] /
                    s["dense_figure"], "cost_table": s["cost_table"],
-                   "seconds": round(search_seconds, 1)},
+                   "seconds": round(search_seconds, 1),
+                   # what each step chose from (for A/Bs of the proposal rules, e.g. --spread)
+                   "path": [{"group": st["group"], "channels": st["channels"],
+                             "measured_ratio": st["measured"] / s["dense_figure"],
+                             "proposals": [[p["group"], *p["channels"],
+                                            round(p["estimate"] / s["dense_figure"], 4),
+                                            p["validation_accuracy"]]
+                                           for p in st["proposals"]]}
+                            for st in s["steps"]]},
         "qat_accuracy": cp.keras_accuracy(qat.model, data),
         **cp.to_int8(qat.model, data, seed, folder / f"{name}.tflite")})
 
