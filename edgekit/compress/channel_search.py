@@ -136,8 +136,6 @@ SPREAD = "spread"  # the group name a spread proposal (every group by one share)
 @dataclasses.dataclass
 class _Proposal:
     group: str  # the group cut, or SPREAD
-    before: int  # channels before and after (summed over the groups of a spread)
-    after: int
     cuts: dict[str, list[int]]  # group -> the channels removed (indices into the parent's)
     sizes: dict[str, tuple[int, int]]  # group -> (channels before, after)
     model: keras.Model
@@ -148,6 +146,16 @@ class _Proposal:
     trained: bytes | None = None  # the model after BN re-estimation and the short fine-tune
     worker: str = ""
     seconds: float = 0.0
+
+    @property
+    def before(self) -> int:
+        """Channels before the cut (summed over the groups of a spread)."""
+        return sum(b for b, _ in self.sizes.values())
+
+    @property
+    def after(self) -> int:
+        """Channels after the cut (summed over the groups of a spread)."""
+        return sum(a for _, a in self.sizes.values())
 
 
 def _rank(proposals: list[_Proposal], figure: float, asked: float, budget: float
@@ -214,20 +222,21 @@ class _Search:
         changed = [(before.get(layer.name), sig) for layer in child.layers
                    if (sig := layer_signature(layer)) is not None and sig != before.get(layer.name)]
         sigs = [s for pair in changed for s in pair if s is not None]
-        costs = self.meter.layer_costs(sigs)
-        estimate = parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
+
+        def from_table(costs: dict[str, float]) -> float:
+            return parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
                                        for old, new in changed)
+
+        estimate = from_table(self.meter.layer_costs(sigs))
         # No model costs nothing: an estimate at or below zero subtracted too much, so one of
         # the parent's layer entries (the subtracted ones) was measured in a spike or is stale.
         # Those are measured again, once per search, and replace their table entries.
         redo = [old for old, _ in changed if old is not None and old not in self._remeasured]
         if estimate <= 0 and redo:
             self._remeasured.update(redo)
-            costs = self.meter.layer_costs(sigs, again=redo)
             self.log(f"channel search: estimate {estimate:.6g} {self.target.unit} is "
                      f"impossible; measured the parent's {len(redo)} layer shape(s) again")
-            estimate = parent_figure + sum(costs[new] - (costs[old] if old else 0.0)
-                                           for old, new in changed)
+            estimate = from_table(self.meter.layer_costs(sigs, again=redo))
         return estimate
 
     def _propose(self, parent: keras.Model, parent_figure: float, goal: float
@@ -259,9 +268,7 @@ class _Search:
         child, _ = remove_channels(parent, graph, cuts)
         estimate = self._estimate(parent, parent_figure, child)
         sizes = {name: (group.size, count) for name, (group, _, count) in counts.items()}
-        return _Proposal(label, sum(b for b, _ in sizes.values()),
-                         sum(a for _, a in sizes.values()), cuts, sizes, child, estimate,
-                         estimate <= goal)
+        return _Proposal(label, cuts, sizes, child, estimate, estimate <= goal)
 
     def _propose_group(self, parent: keras.Model, parent_figure: float, goal: float,
                        graph: Any, group: ChannelGroup, score: np.ndarray) -> _Proposal | None:
@@ -311,8 +318,8 @@ class _Search:
                     SPREAD)
             return tried[i]
 
-        if not at(len(plans) - 1).meets_goal:
-            deepest = at(len(plans) - 1)
+        deepest = at(len(plans) - 1)
+        if not deepest.meets_goal:
             return deepest if deepest.estimate < parent_figure else None
         lo, hi = 0, len(plans) - 1  # plans[hi] meets the goal; find the gentlest that does
         while lo < hi:

@@ -86,7 +86,7 @@ def test_candidate_counts(size: int, round_to: int, counts: list[int]) -> None:
 def _proposal(group: str, estimate: float, goal: float, accuracy: float):
     from edgekit.compress.channel_search import _Proposal
 
-    return _Proposal(group, 64, 56, {group: [0]}, {group: (64, 56)}, None, estimate,
+    return _Proposal(group, {group: [0]}, {group: (64, 56)}, None, estimate,
                      estimate <= goal, accuracy=accuracy)
 
 
