@@ -119,7 +119,8 @@ def test_the_step_that_crosses_the_budget_prefers_a_cut_within_its_band() -> Non
 
 def test_the_a72_budget_035_last_step_keeps_to_the_band() -> None:
     """The proposals of the last step of the A72 budget-0.35 search of 2026-12-07 (ratios to
-    the dense model's instructions, held-out accuracies, from BENCHMARKS.md's path record):
+    the dense model's instructions, held-out accuracies, from the bench row's path record;
+    BENCHMARKS.md section channel-search-qemu-aarch64-cortex-a72-budget-0.35):
     conv1 24->16 was the most accurate and shipped at 0.303, past the band (0.3325). Now the
     slack picks among cuts inside it: ds3_pw 16->8 (3.3 points over ds1_pw 40->16, 45 % of the
     step), and the next step asks for the rest."""
