@@ -208,8 +208,9 @@ def _rank(proposals: list[_Proposal], figure: float, asked: float, budget: float
             return 0
         if p.meets_goal:
             return 2
-        # a shorter cut beats cutting past the band only while another step can follow it
-        return 1 if room and not inside and progress(p) and not past(p) else 3
+        # a shorter cut (above the goal, so never past the band) beats cutting past the band
+        # only while another step can follow it
+        return 1 if room and not inside and progress(p) else 3
 
     ranked = sorted(proposals, key=lambda p: (tier(p), -(p.accuracy or 0.0), p.estimate))
     # the accuracy slack never jumps a cut past the band over one that keeps to it
