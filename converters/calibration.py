@@ -8,6 +8,7 @@ the model (``model_int8.tflite`` -> ``model_int8.calibration.json``), as mlcommo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
 import os
@@ -105,8 +106,13 @@ def save_calibration_record(
     selection: str = "seeded",
     files: Sequence[str] | None = None,
     inputs: Sequence[str] | None = None,
+    model: bytes | None = None,
 ) -> Path:
     """Writes the calibration record as JSON, atomically.
+
+    With ``model`` (the ``.tflite`` bytes it calibrated) the record holds their SHA-256, so that
+    :func:`load_calibration_record` can tell a record from the model beside it (the two files are
+    renamed one after the other: a crash between them leaves a pair that does not match).
 
     Args:
         path: Destination, normally :func:`calibration_record_path` of the model.
@@ -118,6 +124,7 @@ def save_calibration_record(
             record then says so and ``seed`` only repeats what was asked for).
         files: For image folders, the chosen files (relative to the folder), in sample order.
         inputs: For multi-input models, the input names the arrays were fed to, in order.
+        model: The converted model's bytes; None = no ``model_sha256`` in the record.
 
     Returns:
         The destination path.
@@ -147,24 +154,30 @@ def save_calibration_record(
         record["files"] = [str(f) for f in files]
     if inputs and len(inputs) > 1:
         record["inputs"] = [str(n) for n in inputs]
+    if model is not None:
+        record["model_sha256"] = hashlib.sha256(model).hexdigest()
     try:
         return write_json(path, record)
     except BenchInputError as e:
         raise InputError(str(e)) from e
 
 
-def load_calibration_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_calibration_record(path: str | os.PathLike[str],
+                            model: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Reads a record written by :func:`save_calibration_record`.
 
     Args:
         path: The record file.
+        model: The ``.tflite`` the record should belong to; None = not checked. A record
+            without ``model_sha256`` (written before edgekit recorded it) is not checked.
 
     Returns:
         The record: ``{"schema", "source", "seed", "num_samples", "indices"}``, plus
-        ``"selection"``, ``"files"`` and ``"inputs"`` when the source had them.
+        ``"selection"``, ``"files"``, ``"inputs"`` and ``"model_sha256"`` when it has them.
 
     Raises:
-        InputError: Missing or unreadable file, or not an ``edgekit.calibration/1`` record.
+        InputError: Missing or unreadable file, not an ``edgekit.calibration/1`` record, or a
+            record whose ``model_sha256`` is not that of ``model``.
     """
     p = Path(path)
     try:
@@ -181,4 +194,13 @@ def load_calibration_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [k for k in ("source", "seed", "num_samples", "indices") if k not in record]
     if missing:
         raise InputError(f"calibration record {str(p)!r} lacks {', '.join(missing)}")
+    if model is not None and "model_sha256" in record:
+        try:
+            digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        except OSError as e:
+            raise InputError(f"model {str(model)!r} is not readable: {e}") from e
+        if digest != record["model_sha256"]:
+            raise InputError(
+                f"calibration record {str(p)!r} belongs to another model than {str(model)!r} "
+                f"(model_sha256 {record['model_sha256'][:12]}..., the file's {digest[:12]}...)")
     return record

@@ -5,7 +5,8 @@ or another calibration source), optionally ranks layers by quantization error an
 quantization (int8 only), writes the ``.tflite`` atomically and saves the records beside it::
 
     X.tflite              the model
-    X.calibration.json    calibration sample indices (and file names for folders) and seed
+    X.calibration.json    calibration sample indices (and file names for folders), seed and the
+                          model's SHA-256 (written just before the model)
     X.layers.json         the per-layer quantization ranking (debug_layers)
     X.selective.json      the selective quantization result (max_accuracy_drop)
 """
@@ -56,7 +57,8 @@ def convert_to_file(model: keras.Model, data: Dataset, config: ConversionConfig,
     Calibration samples are drawn by seed from the training split, or taken from
     ``calibration`` (a file, image folder, stream or arrays: see
     ``edgekit.converters.calibration_source``); their indices (and file names, for folders) are
-    saved beside the model once the conversion has succeeded (``X.calibration.json``).
+    saved beside the model once the conversion has succeeded (``X.calibration.json``, with the
+    model's SHA-256; written just before the model).
 
     int8 only: ``debug_layers`` ranks the layers by their own quantization error and saves the
     ranking as ``X.layers.json``; ``max_accuracy_drop`` keeps the fewest worst layers in float
@@ -119,7 +121,9 @@ def convert_to_file(model: keras.Model, data: Dataset, config: ConversionConfig,
                 ranking=ranking, calibrated=calibrated, log=log)
             sel_path = write_json(path.with_name(f"{path.stem}.selective.json"), result.to_dict())
             extra["selective"] = {"record": sel_path.name, **result.to_dict()}
+    # The record first: its checks run before anything is written, and it names the model's
+    # SHA-256, so a crash between the two renames leaves a pair that is seen not to match.
+    record = save_calibration_record(calibration_record_path(path), seed=seed, model=blob, **rec)
     write_bytes(path, blob)
-    record = save_calibration_record(calibration_record_path(path), seed=seed, **rec)
     return {"record": record.name, "samples": rec["num_samples"], "seed": seed,
             "source": rec["source"], "selection": rec.get("selection", "seeded"), **extra}

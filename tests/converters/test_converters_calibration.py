@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -94,3 +95,22 @@ def test_record_rejects_bad_fields_and_files(tmp_path) -> None:
     other.write_text('{"schema": "something/1"}')
     with pytest.raises(InputError, match=r"not an edgekit\.calibration/1 record"):
         load_calibration_record(other)
+
+
+def test_record_names_its_model_and_a_mismatch_is_refused(tmp_path) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"model bytes")
+    path = save_calibration_record(calibration_record_path(model), indices=[3, 5], seed=0,
+                                   num_samples=2, source="digits:train", model=b"model bytes")
+    raw = json.loads(path.read_text())
+    assert raw["model_sha256"] == hashlib.sha256(b"model bytes").hexdigest()
+    assert load_calibration_record(path, model=model)["indices"] == [3, 5]
+    model.write_bytes(b"another model")  # the pair a crash between the two renames leaves
+    with pytest.raises(InputError, match=r"belongs to another model than .*m\.tflite"):
+        load_calibration_record(path, model=model)
+    old = save_calibration_record(tmp_path / "old.calibration.json", indices=[1], seed=0,
+                                  num_samples=1, source="digits:train")
+    assert "model_sha256" not in json.loads(old.read_text())
+    assert load_calibration_record(old, model=model)["seed"] == 0  # an older record: unchecked
+    with pytest.raises(InputError, match=r"model .*missing\.tflite.* is not readable"):
+        load_calibration_record(path, model=tmp_path / "missing.tflite")

@@ -307,6 +307,16 @@ def test_convert_to_file_records_a_file_source(float_model, tiny_dataset, tmp_pa
     assert record["indices"] == select_calibration(np.zeros(40), 16, seed=2)[1].tolist()
     assert "selection" not in record and "files" not in record
     assert inspect_tflite(out).full_integer
+    assert load_calibration_record(tmp_path / info["record"], model=out)["model_sha256"]
+
+
+def test_convert_to_file_writes_nothing_when_the_record_cannot_be_written(
+        float_model, tiny_dataset, tmp_path) -> None:
+    out = tmp_path / "m.tflite"
+    (tmp_path / "m.calibration.json").mkdir()  # the record's place is taken: its write fails
+    with pytest.raises(InputError, match=r"m\.calibration\.json.* is a folder; expected a file"):
+        convert_to_file(float_model, tiny_dataset, ConversionConfig(), out, samples=16, seed=0)
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
 
 
 def test_convert_to_file_records_folder_files_and_stream_selection(float_model, tiny_dataset,
